@@ -1,0 +1,1 @@
+"""Train, evaluate and register the vehicle classifier; the artifact it produces."""

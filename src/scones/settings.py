@@ -1,0 +1,96 @@
+"""One typed settings object, read from ``SCONES_*`` environment variables.
+
+CLI flags override these values; every default is embedded so nothing needs configuring
+to run on one machine. All state lives under ``home`` (``./.scones``) unless moved.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+OFFICIAL_CIFAR100_URL = "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz"
+OFFICIAL_CIFAR100_MD5 = "eb9058c3a382ffc7106e4002c42a8d85"
+
+
+class Settings(BaseSettings):
+    """Configuration for every stage. Environment: ``SCONES_<FIELD>`` (case-insensitive)."""
+
+    model_config = SettingsConfigDict(env_prefix="SCONES_", extra="ignore", validate_default=True)
+
+    home: Path = Field(
+        default=Path(".scones"),
+        description="Folder that holds all local state (store, database, cache).",
+    )
+    store: str = Field(
+        default="",
+        description="Object store URI: a folder, file:///abs/path or s3://bucket/prefix. "
+        "Default: <home>/store.",
+    )
+    db: Path = Field(
+        default=Path(""),
+        description="SQLite database of workflow executions. Default: <home>/scones.db.",
+    )
+    cache_dir: Path = Field(
+        default=Path(""),
+        description="Download cache (the CIFAR-100 archive). Default: <home>/cache.",
+    )
+    s3_endpoint_url: str | None = Field(
+        default=None,
+        description="S3 API endpoint (MinIO, moto, ...). Unset: AWS_ENDPOINT_URL or AWS itself.",
+    )
+    source: str = Field(
+        default=OFFICIAL_CIFAR100_URL,
+        description="What `scones stage` reads: the CIFAR-100 archive URL, a local archive, "
+        "or an already-staged folder or store prefix.",
+    )
+    classes: str = Field(
+        default="bicycle,motorcycle",
+        description="CIFAR-100 fine label names to stage, in label order.",
+    )
+    model_name: str = Field(
+        default="vehicle-classifier", description="Name of the model in the registry."
+    )
+    threshold: float = Field(
+        default=0.93,
+        ge=0.0,
+        le=1.0,
+        description="Confidence a prediction needs to be passed on to routing.",
+    )
+    endpoint_url: str = Field(
+        default="http://127.0.0.1:8080",
+        description="URL of the inference endpoint the classify function calls locally.",
+    )
+    endpoint_name: str = Field(
+        default="scones-endpoint", description="Endpoint name, as in SageMaker and data capture."
+    )
+    capture_uri: str = Field(
+        default="",
+        description="Where the endpoint writes data capture. Default: <store>/data_capture.",
+    )
+
+    @model_validator(mode="after")
+    def _derive_paths(self) -> Settings:
+        # Derived defaults follow `home`, so moving home moves everything at once.
+        if not self.store:
+            self.store = str(self.home / "store")
+        if self.db == Path(""):
+            self.db = self.home / "scones.db"
+        if self.cache_dir == Path(""):
+            self.cache_dir = self.home / "cache"
+        if not self.capture_uri:
+            self.capture_uri = self.store.rstrip("/") + "/data_capture"
+        return self
+
+    @property
+    def class_names(self) -> list[str]:
+        return [name.strip() for name in self.classes.split(",") if name.strip()]
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once from the environment."""
+    return Settings()
