@@ -71,3 +71,73 @@ def s3_bucket(s3_server: str, monkeypatch: pytest.MonkeyPatch) -> str:
     bucket = f"scones-test-{uuid.uuid4().hex[:12]}"
     boto3.client("s3", endpoint_url=s3_server).create_bucket(Bucket=bucket)
     return bucket
+
+
+# --- a tiny, real ONNX model for the serving, workflow and monitoring tests -----------------
+# logits = k * (mean red - mean blue) for "bicycle" and the negative for "motorcycle", on the
+# normalised input: a red image is a confident bicycle, a blue one a confident motorcycle,
+# and a grey or noise image is unsure (about 0.5 each), so it fails any real threshold.
+
+
+def build_tiny_model(model_dir: Path, *, name: str = "tiny", version: int | None = 1) -> Path:
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from scones.model.artifact import MODEL_JSON, MODEL_ONNX, ModelCard
+    from scones.model.preprocess import CIFAR100_MEAN, CIFAR100_STD
+
+    model_dir.mkdir(parents=True, exist_ok=True)
+    k = 4.0
+    weight = np.array([[k, 0.0, -k], [-k, 0.0, k]], dtype=np.float32).T  # (3, 2)
+    # Centre the decision on mid-grey, so grey and noise are unsure rather than leaning.
+    grey = (128 / 255 - np.asarray(CIFAR100_MEAN)) / np.asarray(CIFAR100_STD)
+    bias = -(grey @ weight).astype(np.float32)
+    graph = helper.make_graph(
+        [
+            helper.make_node("GlobalAveragePool", ["input"], ["pooled"]),
+            helper.make_node("Flatten", ["pooled"], ["flat"], axis=1),
+            helper.make_node("Gemm", ["flat", "weight", "bias"], ["logits"]),
+        ],
+        "tiny",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, 32, 32])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 2])],
+        initializer=[numpy_helper.from_array(weight, "weight"), numpy_helper.from_array(bias, "bias")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    (model_dir / MODEL_ONNX).write_bytes(model.SerializeToString())
+    card = ModelCard(name=name, version=version, class_names=["bicycle", "motorcycle"])
+    (model_dir / MODEL_JSON).write_text(card.model_dump_json(indent=2))
+    return model_dir
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An extracted artifact folder (model.onnx + model.json) of the tiny colour model."""
+    return build_tiny_model(tmp_path_factory.mktemp("tiny-model") / "model")
+
+
+def solid_png(rgb: tuple[int, int, int], size: tuple[int, int] = (32, 32)) -> bytes:
+    """A PNG of one colour: (200, 30, 30) is a confident bicycle for the tiny model."""
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", size, rgb).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def noise_png(seed: int = 0, size: tuple[int, int] = (32, 32)) -> bytes:
+    """Uniform noise: unsure for any sensible model."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    pixels = np.random.default_rng(seed).integers(0, 256, (*size[::-1], 3), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels, "RGB").save(buffer, format="PNG")
+    return buffer.getvalue()
