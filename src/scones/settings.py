@@ -94,3 +94,31 @@ class Settings(BaseSettings):
 def get_settings() -> Settings:
     """The process-wide settings, read once from the environment."""
     return Settings()
+
+
+def configuration_reference() -> str:
+    """The settings as a Markdown table, for the README (a test keeps the two in step)."""
+    rows = ["| variable | default | meaning |", "|---|---|---|"]
+    for name, field in Settings.model_fields.items():
+        default = field.default
+        shown = "(derived)" if default in ("", Path("")) else f"`{default}`"
+        rows.append(f"| `SCONES_{name.upper()}` | {shown} | {field.description or ''} |")
+    return "\n".join(rows) + "\n"
+
+
+def write_readme_reference(readme: Path) -> None:
+    """Replace the configuration table between the README's markers."""
+    start, end = "<!-- configuration-reference:start -->\n", "<!-- configuration-reference:end -->"
+    text = readme.read_text()
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    readme.write_text(head + start + configuration_reference() + end + tail)
+
+
+if __name__ == "__main__":  # python -m scones.settings --write-readme
+    import sys
+
+    if sys.argv[1:] == ["--write-readme"]:
+        write_readme_reference(Path("README.md"))
+    else:
+        print(configuration_reference(), end="")
