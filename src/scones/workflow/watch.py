@@ -270,3 +270,46 @@ class Watcher:
 
 def _now() -> str:
     return datetime.now(UTC).isoformat()
+
+
+def watch_store(
+    store_uri: str,
+    db_path: Path,
+    *,
+    prefix: str = "incoming/",
+    bucket: str = "scones",
+    endpoint_url: str,
+    threshold: float,
+    max_concurrency: int = 4,
+    poll_seconds: float = 1.0,
+    s3_endpoint_url: str | None = None,
+) -> Watcher:
+    """A Watcher over ``store_uri`` whose executions run the local state machine.
+
+    The handlers are configured as a Lambda deployment configures its functions (their
+    environment): ``bucket`` means ``store_uri``, the classifier calls ``endpoint_url``.
+    """
+    from scones.store import open_store
+    from scones.workflow import runs
+    from scones.workflow.executions import ExecutionStore
+    from scones.workflow.local import local_runner
+
+    store = open_store(store_uri, s3_endpoint_url=s3_endpoint_url)
+    runs.configure_local_functions(
+        endpoint_url=endpoint_url, threshold=threshold, bucket_store=(bucket, store_uri)
+    )
+    executions = ExecutionStore(db_path)
+    runner = local_runner(executions, max_concurrency=max_concurrency)
+
+    def run_execution(name: str, event: dict[str, Any]) -> str:
+        return runner.start(event, name=name).status
+
+    return Watcher(
+        store,
+        SeenObjects(db_path),
+        run_execution,
+        prefix=prefix,
+        bucket=bucket,
+        poll_seconds=poll_seconds,
+        max_concurrency=max_concurrency,
+    )
