@@ -8,8 +8,9 @@ import json
 import math
 import random
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from .paths import JsonPath, PathSyntaxError
 
@@ -50,7 +51,7 @@ def parse(text: str) -> Call:
     call = p.call()
     p.ws()
     if p.i != len(p.s):
-        raise IntrinsicSyntaxError(f"unexpected text after intrinsic function: {p.s[p.i:]!r}")
+        raise IntrinsicSyntaxError(f"unexpected text after intrinsic function: {p.s[p.i :]!r}")
     _check_arity(call)
     return call
 
@@ -260,9 +261,7 @@ def _format(args: list[Any], raw: str | None) -> str:
         out.append(c)
         i += 1
     if n != len(values):
-        raise IntrinsicError(
-            f"States.Format has {n} placeholders but {len(values)} arguments"
-        )
+        raise IntrinsicError(f"States.Format has {n} placeholders but {len(values)} arguments")
     return "".join(out)
 
 
@@ -311,7 +310,7 @@ def _json_equal(a: Any, b: Any) -> bool:
     if type(a) is not type(b):
         return False
     if isinstance(a, list):
-        return len(a) == len(b) and all(_json_equal(x, y) for x, y in zip(a, b))
+        return len(a) == len(b) and all(_json_equal(x, y) for x, y in zip(a, b, strict=True))
     if isinstance(a, dict):
         return a.keys() == b.keys() and all(_json_equal(a[k], b[k]) for k in a)
     return bool(a == b)
@@ -320,7 +319,9 @@ def _json_equal(a: Any, b: Any) -> bool:
 def _array_range(start: Any, end: Any, step: Any) -> list[int]:
     for name, v in (("start", start), ("end", end), ("step", step)):
         if not _is_num(v) or int(v) != v:
-            raise IntrinsicError(f"States.ArrayRange expects an integer {name}, got {json.dumps(v)}")
+            raise IntrinsicError(
+                f"States.ArrayRange expects an integer {name}, got {json.dumps(v)}"
+            )
     start, end, step = int(start), int(end), int(step)
     if step == 0:
         raise IntrinsicError("States.ArrayRange step cannot be 0")
@@ -373,7 +374,13 @@ def _base64_decode(s: Any) -> str:
         raise IntrinsicError(f"States.Base64Decode could not decode {s!r}") from None
 
 
-_HASHES = {"MD5": "md5", "SHA-1": "sha1", "SHA-256": "sha256", "SHA-384": "sha384", "SHA-512": "sha512"}
+_HASHES = {
+    "MD5": "md5",
+    "SHA-1": "sha1",
+    "SHA-256": "sha256",
+    "SHA-384": "sha384",
+    "SHA-512": "sha512",
+}
 
 
 def _hash(data: Any, algorithm: Any) -> str:
@@ -400,7 +407,7 @@ def _json_merge(a: Any, b: Any, deep: Any) -> dict[str, Any]:
 
 def _java_round(v: float) -> int:
     # Java Math.round: floor(x + 0.5), which AWS applies to non-integer arguments.
-    return int(math.floor(v + 0.5))
+    return math.floor(v + 0.5)
 
 
 def _math_random(start: Any, end: Any, seed: Any = None) -> int:

@@ -9,7 +9,8 @@ the behaviour AWS inherits from Jayway JsonPath.
 from __future__ import annotations
 
 import re
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 ROOT_INPUT = "$"
 ROOT_CONTEXT = "$$"
@@ -34,7 +35,7 @@ class PathSyntaxError(ValueError):
 class PathNotFound(LookupError):
     """A definite path names something absent from the data."""
 
-    def __init__(self, path: "JsonPath", message: str) -> None:
+    def __init__(self, path: JsonPath, message: str) -> None:
         super().__init__(message)
         self.path = path
         self.message = message
@@ -46,7 +47,7 @@ _VAR_RE = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
 class JsonPath:
     """A compiled path. `root` is "$" (state input), "$$" (context) or a variable name."""
 
-    __slots__ = ("text", "root", "steps", "definite", "keys")
+    __slots__ = ("definite", "keys", "root", "steps", "text")
 
     def __init__(self, text: str) -> None:
         if not isinstance(text, str):
@@ -64,11 +65,13 @@ class JsonPath:
             if not m:
                 raise PathSyntaxError(f"path {text!r} must start with '$'")
             self.root = m.group(1)
-            rest = s[m.end():]
+            rest = s[m.end() :]
         self.steps = tuple(_parse_steps(rest, text))
         self.definite = all(k in (_KEY, _INDEX, _FUNC) for k, _ in self.steps)
         # Fast path: a definite path of names only.
-        self.keys = tuple(a for _, a in self.steps) if all(k == _KEY for k, _ in self.steps) else None
+        self.keys = (
+            tuple(a for _, a in self.steps) if all(k == _KEY for k, _ in self.steps) else None
+        )
 
     def __repr__(self) -> str:
         return f"JsonPath({self.text!r})"
@@ -461,7 +464,7 @@ class _FilterParser:
         if tok[0] == "path":
             anchor, p = tok[1]
             if anchor == "$":
-                # Root references inside filters are not supported without the root; treat as missing.
+                # '$' inside a filter would need the document root; treat it as missing.
                 return lambda x: _MISSING
 
             def ev(x: Any, p: JsonPath = p) -> Any:
@@ -523,15 +526,13 @@ def _set(cur: Any, steps: tuple, i: int, value: Any, path: JsonPath) -> Any:
         if cur is _MISSING:
             cur = {}
         if type(cur) is not dict:
-            raise PathWriteError(
-                f"Unable to apply step \"{arg}\" to input {_short(cur)}"
-            )
+            raise PathWriteError(f'Unable to apply step "{arg}" to input {_short(cur)}')
         new = dict(cur)
         new[arg] = value if last else _set(cur.get(arg, _MISSING), steps, i + 1, value, path)
         return new
     if kind == _INDEX:
         if type(cur) is not list or not (-len(cur) <= arg < len(cur)):
-            raise PathWriteError(f"Unable to apply step \"[{arg}]\" to input {_short(cur)}")
+            raise PathWriteError(f'Unable to apply step "[{arg}]" to input {_short(cur)}')
         new_l = list(cur)
         new_l[arg] = value if last else _set(cur[arg], steps, i + 1, value, path)
         return new_l
