@@ -1,0 +1,533 @@
+"""Executions: started by name, run on the ASL runtime, persisted in SQLite.
+
+- :class:`ExecutionStore` is the only way to read or write the executions database
+  (``settings.db``). Other stages read it through ``list`` and ``get``.
+- :class:`ExecutionRunner` starts executions of one state machine, idempotently by name as
+  Step Functions does, in a thread pool with a concurrency limit.
+
+An execution's row is written as RUNNING (with its input) before the first state runs and
+rewritten once with status, output or error and cause, and the full history when it stops;
+a process that dies in between leaves the row RUNNING, never lost.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import re
+import socket
+import sqlite3
+import threading
+import uuid
+import zlib
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from scones.errors import SconesError, UsageError
+
+STATUSES = ("RUNNING", "SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED")
+# Step Functions: execution names are 1-80 characters; we accept the URL-safe subset.
+_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,80}$")
+MAX_INPUT_BYTES = 256 * 1024  # Step Functions' limit on execution input
+_HISTORY_ZLIB_LEVEL = 3
+_SCHEMA_VERSION = 1
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS executions (
+    execution_id  TEXT PRIMARY KEY,
+    name          TEXT NOT NULL,
+    state_machine TEXT NOT NULL,
+    status        TEXT NOT NULL,
+    input         TEXT NOT NULL,
+    output        TEXT,
+    error         TEXT,
+    cause         TEXT,
+    started_at    TEXT NOT NULL,
+    stopped_at    TEXT,
+    history_zlib  BLOB,
+    owner         TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS executions_by_start ON executions (started_at DESC);
+CREATE INDEX IF NOT EXISTS executions_by_status ON executions (status, started_at DESC);
+"""
+_SELECT = (
+    "SELECT execution_id, name, state_machine, status, input, output, error, cause, "
+    "started_at, stopped_at, history_zlib FROM executions"
+)
+
+
+class ExecutionError(SconesError):
+    """Base of the executions errors."""
+
+
+class ExecutionNotFoundError(ExecutionError):
+    """No execution with that id (or name)."""
+
+
+class ExecutionAlreadyExistsError(ExecutionError):
+    """An execution of that name exists with a different input (as Step Functions refuses)."""
+
+
+class InvalidExecutionInputError(ExecutionError, UsageError):
+    """An execution name, input or filter that cannot work."""
+
+
+@dataclass(frozen=True)
+class ExecutionRecord:
+    """One execution as persisted: its identity, input, outcome and full event history."""
+
+    execution_id: str
+    name: str
+    state_machine: str
+    status: str
+    input: Any
+    output: Any | None
+    error: str | None
+    cause: str | None
+    started_at: datetime
+    stopped_at: datetime | None
+    history: list[dict]
+
+    @property
+    def finished(self) -> bool:
+        return self.status != "RUNNING"
+
+
+def execution_id_for(state_machine: str, name: str) -> str:
+    """The ARN-like id, as Step Functions forms an execution ARN."""
+    from scones.workflow.definitions import LOCAL_ACCOUNT_ID, LOCAL_REGION
+
+    return f"arn:aws:states:{LOCAL_REGION}:{LOCAL_ACCOUNT_ID}:execution:{state_machine}:{name}"
+
+
+def check_name(name: str) -> str:
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise InvalidExecutionInputError(
+            f"invalid execution name {name!r}: use 1-80 characters of A-Z a-z 0-9 _ . -"
+        )
+    return name
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return _iso(value)
+    if isinstance(value, bytes | bytearray):
+        return value.decode("utf-8", "replace")
+    raise TypeError(f"cannot store {type(value).__name__} as JSON")
+
+
+def to_json(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=_json_default)
+
+
+def _iso(moment: datetime) -> str:
+    # One fixed format, so the text sorts as the times do.
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class ExecutionStore:
+    """The executions database: one SQLite file, safe to share across threads and processes."""
+
+    def __init__(self, db_path: str | os.PathLike[str]) -> None:
+        self.db_path = Path(db_path)
+        self.db_path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        # One connection guarded by a lock: writes are short, and SQLite allows one writer.
+        self._conn = sqlite3.connect(
+            self.db_path, check_same_thread=False, timeout=30.0, isolation_level=None
+        )
+        try:
+            self._conn.execute("PRAGMA journal_mode=WAL")  # readers never block the runner
+            self._conn.execute("PRAGMA synchronous=NORMAL")
+            version = self._conn.execute("PRAGMA user_version").fetchone()[0]
+            if version > _SCHEMA_VERSION:
+                raise ExecutionError(
+                    f"executions database {self.db_path} has schema version {version}, newer "
+                    f"than this scones ({_SCHEMA_VERSION}); upgrade scones"
+                )
+            self._conn.executescript(_SCHEMA)
+            self._conn.execute(f"PRAGMA user_version={_SCHEMA_VERSION}")
+        except sqlite3.DatabaseError as exc:
+            self._conn.close()
+            raise ExecutionError(f"cannot open executions database {self.db_path}: {exc}") from None
+        except BaseException:
+            self._conn.close()
+            raise
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    def __enter__(self) -> ExecutionStore:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # --- writing (the runner) ---
+
+    def start(self, state_machine: str, name: str, input: Any) -> tuple[ExecutionRecord, bool]:
+        """Record a RUNNING execution; returns (record, created).
+
+        As StartExecution: the same name and the same input return the existing execution
+        (created False); the same name with a different input is an error.
+        """
+        check_name(name)
+        try:
+            input_json = json.dumps(
+                input, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+            )
+        except (TypeError, ValueError) as exc:
+            raise InvalidExecutionInputError(
+                f"execution input of {name!r} is not JSON: {exc}"
+            ) from None
+        if len(input_json.encode("utf-8")) > MAX_INPUT_BYTES:
+            raise InvalidExecutionInputError(
+                f"execution input of {name!r} is over the {MAX_INPUT_BYTES}-byte limit"
+            )
+        execution_id = execution_id_for(state_machine, name)
+        started = _now()
+        with self._lock:
+            # One autocommitted statement: the common case (a new name) costs one write.
+            created = self._conn.execute(
+                "INSERT INTO executions (execution_id, name, state_machine, status, input, "
+                "started_at, owner) VALUES (?, ?, ?, 'RUNNING', ?, ?, ?) "
+                "ON CONFLICT (execution_id) DO NOTHING",
+                (execution_id, name, state_machine, input_json, _iso(started), _owner()),
+            ).rowcount
+        if created != 1:
+            existing = self.get(execution_id)
+            if _canonical(existing.input) != _canonical(input):
+                raise ExecutionAlreadyExistsError(
+                    f"execution {name!r} of {state_machine!r} already exists with a "
+                    f"different input ({execution_id})"
+                )
+            return existing, False
+        record = ExecutionRecord(
+            execution_id, name, state_machine, "RUNNING", input, None, None, None, started, None, []
+        )
+        return record, True
+
+    def finish(
+        self,
+        running: ExecutionRecord,
+        *,
+        status: str,
+        output: Any | None,
+        error: str | None,
+        cause: str | None,
+        history: list[dict],
+        stopped_at: datetime | None = None,
+    ) -> ExecutionRecord:
+        """Record how a RUNNING execution ended, with its full history; returns the record."""
+        if status not in STATUSES or status == "RUNNING":
+            raise ExecutionError(
+                f"cannot finish execution {running.execution_id} with status {status!r}"
+            )
+        stopped = stopped_at or _now()
+        # Stored as read back: event timestamps as ISO text, so get() returns an equal record.
+        events = [
+            {**event, "timestamp": _iso(event["timestamp"])}
+            if isinstance(event.get("timestamp"), datetime)
+            else event
+            for event in history
+        ]
+        output_json = None if output is None else to_json(output)
+        history_zlib = compress_history(events)  # outside the lock: other threads write
+        with self._lock:
+            updated = self._conn.execute(
+                "UPDATE executions SET status = ?, output = ?, error = ?, cause = ?, "
+                "stopped_at = ?, history_zlib = ? WHERE execution_id = ? AND status = 'RUNNING'",
+                (
+                    status,
+                    output_json,
+                    error,
+                    cause,
+                    _iso(stopped),
+                    history_zlib,
+                    running.execution_id,
+                ),
+            ).rowcount
+        if updated != 1:
+            raise ExecutionError(
+                f"execution {running.execution_id} is not RUNNING; cannot finish it"
+            )
+        return replace(
+            running,
+            status=status,
+            output=output,
+            error=error,
+            cause=cause,
+            stopped_at=datetime.fromisoformat(_iso(stopped)),
+            history=events,
+        )
+
+    # --- reading (everyone) ---
+
+    def get(self, execution_id: str) -> ExecutionRecord:
+        """The execution with that id; ExecutionNotFoundError naming it when there is none."""
+        with self._lock:
+            row = self._conn.execute(
+                _SELECT + " WHERE execution_id = ?", (execution_id,)
+            ).fetchone()
+        if row is None:
+            raise ExecutionNotFoundError(f"no execution {execution_id!r} in {self.db_path}")
+        return _record(row)
+
+    def find(self, ref: str) -> ExecutionRecord:
+        """An execution by id, or by name when exactly one execution has that name."""
+        with self._lock:
+            rows = self._conn.execute(
+                _SELECT + " WHERE execution_id = ? OR name = ? ORDER BY started_at DESC LIMIT 3",
+                (ref, ref),
+            ).fetchall()
+        exact = [row for row in rows if row[0] == ref]
+        if exact:
+            return _record(exact[0])
+        if len(rows) == 1:
+            return _record(rows[0])
+        if not rows:
+            raise ExecutionNotFoundError(f"no execution with id or name {ref!r} in {self.db_path}")
+        raise ExecutionNotFoundError(
+            f"several executions are named {ref!r}; give the full execution id"
+        )
+
+    def list(
+        self, status: str | None = None, limit: int = 100, since: datetime | None = None
+    ) -> list[ExecutionRecord]:
+        """Executions, newest first, optionally of one status and started at or after ``since``."""
+        if status is not None and status not in STATUSES:
+            raise InvalidExecutionInputError(
+                f"invalid execution status {status!r}; one of {', '.join(STATUSES)}"
+            )
+        if not isinstance(limit, int) or limit < 1:
+            raise InvalidExecutionInputError(f"invalid limit {limit!r}: must be at least 1")
+        where, params = [], []
+        if status is not None:
+            where.append("status = ?")
+            params.append(status)
+        if since is not None:
+            if since.tzinfo is None:
+                raise InvalidExecutionInputError(f"since={since!r} needs a time zone")
+            where.append("started_at >= ?")
+            params.append(_iso(since))
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        with self._lock:
+            rows = self._conn.execute(
+                _SELECT + f" {clause} ORDER BY started_at DESC, rowid DESC LIMIT ?",
+                (*params, limit),
+            ).fetchall()
+        return [_record(row) for row in rows]
+
+    def count_by_status(self) -> dict[str, int]:
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT status, COUNT(*) FROM executions GROUP BY status"
+            ).fetchall()
+        return {status: count for status, count in rows}
+
+
+def compress_history(events: list[dict]) -> bytes:
+    # Each event repeats the state's input or output (the image, as base64, many times):
+    # zlib shrinks a history about tenfold, which costs less CPU than writing it in full.
+    return zlib.compress(to_json(events).encode("utf-8"), _HISTORY_ZLIB_LEVEL)
+
+
+def decompress_history(blob: bytes | None) -> list[dict]:
+    if blob is None:
+        return []  # still RUNNING: the history is written when the execution stops
+    return json.loads(zlib.decompress(blob).decode("utf-8"))
+
+
+_RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhd])$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_since(text: str, now: datetime | None = None) -> datetime:
+    """``2026-11-26T15:00:00Z`` (no zone: UTC) or a time ago: ``90s``, ``30m``, ``2h``, ``1d``."""
+    value = text.strip()
+    match = _RELATIVE.match(value)
+    if match:
+        seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+        return (now or _now()) - timedelta(seconds=seconds)
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidExecutionInputError(
+            f"invalid --since {text!r}: give an ISO 8601 time or an age such as 30m, 2h, 1d"
+        ) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=_json_default)
+
+
+@functools.cache
+def _owner_host() -> str:
+    return socket.gethostname()
+
+
+def _owner() -> str:
+    # Which process ran it: an operator can tell a RUNNING row whose process is gone.
+    return f"{_owner_host()}:{os.getpid()}"
+
+
+def _parse_time(text: str | None) -> datetime | None:
+    return None if text is None else datetime.fromisoformat(text)
+
+
+def _record(row: tuple) -> ExecutionRecord:
+    (
+        execution_id,
+        name,
+        state_machine,
+        status,
+        input_json,
+        output_json,
+        error,
+        cause,
+        started_at,
+        stopped_at,
+        history_zlib,
+    ) = row
+    return ExecutionRecord(
+        execution_id=execution_id,
+        name=name,
+        state_machine=state_machine,
+        status=status,
+        input=json.loads(input_json),
+        output=None if output_json is None else json.loads(output_json),
+        error=error,
+        cause=cause,
+        started_at=datetime.fromisoformat(started_at),
+        stopped_at=_parse_time(stopped_at),
+        history=decompress_history(history_zlib),
+    )
+
+
+# --- running -----------------------------------------------------------------------------
+
+
+class ExecutionRunner:
+    """Runs executions of one state machine on the ASL runtime, persisting each one.
+
+    ``max_concurrency`` bounds how many executions run at once (a thread pool); the
+    handlers mostly wait on I/O (the store, the endpoint), so threads overlap well.
+    """
+
+    def __init__(
+        self,
+        store: ExecutionStore,
+        definition: dict[str, Any],
+        resources: Any,
+        *,
+        state_machine: str,
+        max_concurrency: int = 16,
+        clock: Any = None,
+    ) -> None:
+        from scones.asl import ExecutionConfig, load
+        from scones.workflow.definitions import LOCAL_ACCOUNT_ID, LOCAL_REGION
+
+        if not isinstance(max_concurrency, int) or max_concurrency < 1:
+            raise InvalidExecutionInputError(
+                f"invalid concurrency {max_concurrency!r}: must be at least 1"
+            )
+        check_name(state_machine)
+        self.store = store
+        self.machine = load(definition, resources)  # every Task's handler, checked once
+        self.resources = resources
+        self.state_machine = state_machine
+        self.max_concurrency = max_concurrency
+        self.clock = clock
+        # $$.Execution.Id inside the run then equals the id we store.
+        self._config = ExecutionConfig(
+            account_id=LOCAL_ACCOUNT_ID, region=LOCAL_REGION, state_machine_name=state_machine
+        )
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_lock = threading.Lock()
+
+    def start(self, input: Any, name: str | None = None) -> ExecutionRecord:
+        """Run one execution to its end (or return the existing one of that name and input)."""
+        record, created = self.store.start(self.state_machine, name or str(uuid.uuid4()), input)
+        if not created:
+            return record
+        return self._run(record)
+
+    def submit(self, input: Any, name: str | None = None) -> Future[ExecutionRecord]:
+        """Start an execution in the pool; the future resolves to its finished record."""
+        with self._pool_lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(
+                    max_workers=self.max_concurrency, thread_name_prefix="scones-execution"
+                )
+            return self._pool.submit(self.start, input, name)
+
+    def run_all(
+        self,
+        inputs: Iterable[tuple[str | None, Any]],
+        on_done: Callable[[ExecutionRecord], None] | None = None,
+    ) -> list[ExecutionRecord]:
+        """Run (name, input) pairs concurrently; records in the order of ``inputs``."""
+        futures = [self.submit(input, name) for name, input in inputs]
+        records = []
+        for future in futures:
+            record = future.result()
+            if on_done is not None:
+                on_done(record)
+            records.append(record)
+        return records
+
+    def close(self) -> None:
+        with self._pool_lock:
+            if self._pool is not None:
+                self._pool.shutdown(wait=True)
+                self._pool = None
+
+    def __enter__(self) -> ExecutionRunner:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _run(self, record: ExecutionRecord) -> ExecutionRecord:
+        from scones.asl import execute
+
+        try:
+            execution = execute(
+                self.machine,
+                record.input,
+                self.resources,
+                name=record.name,
+                clock=self.clock,
+                config=self._config,
+                check_resources=False,
+            )
+        except Exception as exc:
+            # A fault of the runtime itself, not of a state: record it rather than leave
+            # the execution RUNNING forever in this still-alive process.
+            return self.store.finish(
+                record,
+                status="FAILED",
+                output=None,
+                error="States.Runtime",
+                cause=f"the local ASL runtime failed: {type(exc).__name__}: {exc}",
+                history=[],
+            )
+        status = execution.status if execution.status in STATUSES else "FAILED"
+        return self.store.finish(
+            record,
+            status=status,
+            output=execution.output if status == "SUCCEEDED" else None,
+            error=execution.error,
+            cause=execution.cause,
+            history=list(execution.history),
+        )
