@@ -35,11 +35,31 @@ TIMED_OUT = "TIMED_OUT"
 ABORTED = "ABORTED"
 
 _ROOT = JsonPath("$")
+_NOTHING = object()  # no payload encoded yet on a track
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
 def dumps(value: Any) -> str:
     return _dumps(value)
+
+
+def _compose(value: Any, known: Any, known_text: str) -> str:
+    """JSON text of `value`, reusing `known_text` for a top-level member that is `known`.
+
+    Byte for byte what _dumps(value) gives: a Task's Parameters usually embed the state's
+    input ("Payload.$": "$"), already encoded for the StateEntered event.
+    """
+    if type(value) is not dict or not any(v is known for v in value.values()):
+        return _dumps(value)
+    if not all(type(k) is str for k in value):
+        return _dumps(value)  # the encoder converts other keys; leave that to it
+    return (
+        "{"
+        + ",".join(
+            _dumps(k) + ":" + (known_text if v is known else _dumps(v)) for k, v in value.items()
+        )
+        + "}"
+    )
 
 
 def _too_big(text: str) -> bool:
@@ -96,9 +116,23 @@ class Execution:
 class _Track:
     """One thread of execution (top level, a branch or an iteration)."""
 
-    __slots__ = ("abort", "entered_prev", "in_state", "prev", "silent", "vars")
+    __slots__ = (
+        "abort",
+        "entered_prev",
+        "in_state",
+        "last_payload",
+        "last_text",
+        "prev",
+        "silent",
+        "vars",
+    )
 
     def __init__(self, prev: int, abort: threading.Event | None, vars: Variables) -> None:
+        # The payload last written to this track's history and its JSON text: a state's
+        # output is the next state's input, encoded once for both events. Payloads are never
+        # mutated (paths copy, handlers get copies), so identity means the same text.
+        self.last_payload: Any = _NOTHING
+        self.last_text = ""
         self.silent = False
         self.entered_prev = prev
         self.prev = prev
@@ -244,11 +278,16 @@ class _Run:
         t = state.type
         now = self.clock.now()
         track.entered_prev = track.prev
+        if raw is track.last_payload:
+            text = track.last_text
+        else:
+            text = _dumps(raw)
+            track.last_payload, track.last_text = raw, text
         entered = self.emit(
             track,
             t + "StateEntered",
             "stateEnteredEventDetails",
-            {"name": state.name, "input": _dumps(raw), "inputDetails": {"truncated": False}},
+            {"name": state.name, "input": text, "inputDetails": {"truncated": False}},
         )
         track.in_state = state.name
         try:
@@ -316,6 +355,7 @@ class _Run:
         text = _dumps(output)
         if _too_big(text):
             raise _data_limit(state.name)
+        track.last_payload, track.last_text = output, text
         details: dict[str, Any] = {
             "name": state.name,
             "output": text,
@@ -731,7 +771,10 @@ def invoke_task(
     kind: ResourceKind = s.kind  # type: ignore[attr-defined]
     cfg = run.config
     region = kind.region or cfg.region
-    ptext = _dumps(params)
+    if s.ql == "JSONata":
+        ptext = _dumps(params)
+    else:
+        ptext = _compose(params, track.last_payload, track.last_text)
     if kind.legacy_lambda:
         d: dict[str, Any] = {
             "resource": s.resource,
@@ -1330,7 +1373,7 @@ def run_execution(
             )
         out = run.run_machine(machine, input, top)
         ex.output = out
-        ex.output_json = _dumps(out)
+        ex.output_json = top.last_text if out is top.last_payload else _dumps(out)
         ex.status = SUCCEEDED
         if top.prev == 0:
             top.prev = len(run.events)

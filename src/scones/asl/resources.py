@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import inspect
 import json
+import sys
+import threading
 import time
 import traceback
+import types
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -103,7 +106,7 @@ class LambdaContext:
 def lambda_error(exc: BaseException, request_id: str) -> StatesError:
     """The error AWS reports when a handler raises: its class name, and Lambda's error JSON."""
     name = type(exc).__name__
-    frames = traceback.format_tb(exc.__traceback__)[1:]  # drop the runtime's own frame
+    frames = format_traceback(exc.__traceback__)[1:]  # drop the runtime's own frame
     cause = json.dumps(
         {
             "errorMessage": str(exc),
@@ -115,6 +118,43 @@ def lambda_error(exc: BaseException, request_id: str) -> StatesError:
         ensure_ascii=False,
     )
     return StatesError(name, cause)
+
+
+# Formatted traceback entries by code location. traceback.format_tb reads and parses the
+# source for every frame (on 3.11 it compiles the line to place the carets): ~0.2 ms per
+# failed Lambda, the bulk of a failing execution's runtime cost. A location always formats
+# to the same text, so each is formatted once.
+_FRAME_TEXT: dict[tuple[types.CodeType, int, int | None], str] = {}
+_FRAME_TEXT_LOCK = threading.Lock()
+_FRAME_TEXT_MAX = 4096
+
+
+def format_traceback(tb: types.TracebackType | None) -> list[str]:
+    """Exactly ``traceback.format_tb(tb)``, with each frame's text cached by its location."""
+    if hasattr(sys, "tracebacklimit"):
+        return traceback.format_tb(tb)  # a global limit: leave the cutting to traceback
+    first = tb
+    out: list[str] = []
+    last: tuple[str, int | None, str] | None = None
+    while tb is not None:
+        code = tb.tb_frame.f_code
+        here = (code.co_filename, tb.tb_lineno, code.co_name)
+        if here == last:
+            # Recursion: format_tb collapses repeated lines; let it do so.
+            return traceback.format_tb(first)
+        last = here
+        key = (code, tb.tb_lasti, tb.tb_lineno)
+        text = _FRAME_TEXT.get(key)
+        if text is None:
+            one = types.TracebackType(None, tb.tb_frame, tb.tb_lasti, tb.tb_lineno)
+            text = traceback.format_tb(one)[0]
+            with _FRAME_TEXT_LOCK:
+                if len(_FRAME_TEXT) >= _FRAME_TEXT_MAX:
+                    _FRAME_TEXT.clear()
+                _FRAME_TEXT[key] = text
+        out.append(text)
+        tb = tb.tb_next
+    return out
 
 
 _DEFAULT_LAMBDA_TIMEOUT = 3.0

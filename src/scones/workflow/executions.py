@@ -35,7 +35,12 @@ STATUSES = ("RUNNING", "SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED")
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,80}$")
 MAX_INPUT_BYTES = 256 * 1024  # Step Functions' limit on execution input
 _HISTORY_ZLIB_LEVEL = 3
-_SCHEMA_VERSION = 1
+# 2: history_zlib holds the history with its payload texts set apart (see compress_history);
+# version 1 blobs (one JSON array) still read.
+_SCHEMA_VERSION = 2
+# A history event's detail strings at least this long (payloads: input, output, parameters)
+# are stored once each, unescaped, after the events.
+_PAYLOAD_MIN_CHARS = 128
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS executions (
     execution_id  TEXT PRIMARY KEY,
@@ -126,7 +131,9 @@ def to_json(value: Any) -> str:
 
 def _iso(moment: datetime) -> str:
     # One fixed format, so the text sorts as the times do.
-    return moment.astimezone(UTC).isoformat(timespec="microseconds")
+    if moment.tzinfo is not UTC:  # the runtime's event times already are UTC
+        moment = moment.astimezone(UTC)
+    return moment.isoformat(timespec="microseconds")
 
 
 def _now() -> datetime:
@@ -336,15 +343,51 @@ class ExecutionStore:
 
 
 def compress_history(events: list[dict]) -> bytes:
-    # Each event repeats the state's input or output (the image, as base64, many times):
-    # zlib shrinks a history about tenfold, which costs less CPU than writing it in full.
-    return zlib.compress(to_json(events).encode("utf-8"), _HISTORY_ZLIB_LEVEL)
+    """The history as stored: zlib of one JSON line, then one line per distinct payload.
+
+    Each event's details carry the state's input or output as JSON text, so a history
+    repeats the payload (the image, as base64) many times, and encoding it as one JSON
+    document would escape every payload's quotes again. Instead each detail string of
+    ``_PAYLOAD_MIN_CHARS`` or more without a newline (JSON text never has one) is stored once,
+    as is, on a line of its own; the first line is ``{"events": [...], "payloads":
+    [[event index, details key, field, line], ...]}`` with those fields set to null. zlib
+    then shrinks the rest (about tenfold), which costs less than writing it in full.
+    """
+    skeleton: list[dict] = []
+    refs: list[list] = []
+    lines: dict[str, int] = {}
+    for index, event in enumerate(events):
+        for key, details in event.items():
+            if type(details) is not dict:
+                continue
+            moved = None
+            for field, value in details.items():
+                if type(value) is str and len(value) >= _PAYLOAD_MIN_CHARS and "\n" not in value:
+                    line = lines.setdefault(value, len(lines))
+                    refs.append([index, key, field, line])
+                    if moved is None:
+                        moved = dict(details)
+                    moved[field] = None
+            if moved is not None:
+                event = {**event, key: moved}
+        skeleton.append(event)
+    head = to_json({"events": skeleton, "payloads": refs})
+    text = "\n".join([head, *lines])
+    return zlib.compress(text.encode("utf-8"), _HISTORY_ZLIB_LEVEL)
 
 
 def decompress_history(blob: bytes | None) -> list[dict]:
     if blob is None:
         return []  # still RUNNING: the history is written when the execution stops
-    return json.loads(zlib.decompress(blob).decode("utf-8"))
+    text = zlib.decompress(blob).decode("utf-8")
+    if text.startswith("["):
+        return json.loads(text)  # schema version 1: the events as one JSON array
+    head, *lines = text.split("\n")
+    stored = json.loads(head)
+    events = stored["events"]
+    for index, key, field, line in stored["payloads"]:
+        events[index][key][field] = lines[line]
+    return events
 
 
 _RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhd])$")
