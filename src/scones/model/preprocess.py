@@ -62,7 +62,12 @@ def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.
             # Pillow warns on large images; our own pixel limit below is the rule.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data))
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
+    except Image.DecompressionBombError as exc:
+        # Pillow refuses a header over twice its own limit before ours is checked.
+        raise ImageDecodeError(
+            "image_too_large", f"image is over the limit of {max_pixels} pixels: {exc}"
+        ) from None
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
         raise ImageDecodeError(
             "not_an_image", f"the body is not a PNG or JPEG image ({len(data)} bytes): {exc}"
         ) from None

@@ -1,0 +1,552 @@
+"""The inference endpoint: SageMaker's container contract on FastAPI.
+
+Shape (as LitServe's): set up once (load the model in the background; ``/ping`` is 503 until
+it is ready), then per request decode -> predict -> encode. Small images (camera thumbnails,
+CIFAR-sized) are decoded on the event loop, larger ones in a thread pool; inference runs in the
+micro-batching worker thread, never on the loop. POST /invocations bypasses FastAPI's routing
+(``InvocationsFastPath``). Every bad input is a 4xx with ``{"error": code, "message": text}``,
+never a 5xx.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import struct
+import threading
+import time
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
+from starlette.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from scones.model.artifact import ModelCard, OnnxClassifier, read_card
+from scones.model.preprocess import ImageDecodeError, preprocess_bytes
+from scones.serving.batcher import BatcherClosedError, MicroBatcher
+from scones.serving.capture import CaptureConfig, CaptureWriter
+from scones.serving.config import ServeConfig
+from scones.serving.metrics import PROMETHEUS_CONTENT_TYPE, ServingMetrics
+
+logger = logging.getLogger(__name__)
+
+IMAGE_CONTENT_TYPES = ("image/png", "image/jpeg", "application/x-image")
+CUSTOM_ATTRIBUTES_HEADER = "X-Amzn-SageMaker-Custom-Attributes"
+INFERENCE_ID_HEADER = "X-Amzn-SageMaker-Inference-Id"
+INFERENCE_ID_QUERY = "inferenceId"
+# SageMaker's limits on these two headers.
+MAX_CUSTOM_ATTRIBUTES_CHARS = 1024
+MAX_INFERENCE_ID_CHARS = 64
+# After a body passes the limit we keep reading (and discarding) up to this many bytes, so
+# an ordinary client gets its 413 instead of a connection reset mid-upload.
+DRAIN_FACTOR = 2
+# Decoding a PNG/JPEG mostly releases the GIL, so a few threads decode in parallel.
+DECODE_THREADS = max(2, min(8, os.cpu_count() or 2))
+# Images up to this size are decoded on the event loop (well under a millisecond, cheaper than
+# a thread hop); larger ones in the decode pool, so a big photo never stalls other requests.
+INLINE_DECODE_MAX_PIXELS = 128 * 128
+INLINE_DECODE_MAX_BYTES = 256 * 1024
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# Start-of-frame markers (SOF0-SOF15 without DHT, JPG and DAC) carry the image size.
+_JPEG_SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+# How long a request that arrives during model loading waits for it before a 503.
+MODEL_LOAD_WAIT_S = 30.0
+# Route labels for metrics; anything else counts as "other" (no unbounded label values).
+_KNOWN_PATHS = frozenset(
+    {"/ping", "/invocations", "/info", "/metrics", "/docs", "/openapi.json", "/redoc"}
+)
+
+
+class RequestProblem(Exception):
+    """A bad request: becomes a 4xx JSON answer (never a 5xx)."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+def error_response(status: int, code: str, message: str, **headers: str) -> JSONResponse:
+    return JSONResponse({"error": code, "message": message}, status_code=status, headers=headers)
+
+
+# Decode failures -> HTTP status. A pixel bomb is too large a payload (413); a format we do
+# not read is an unsupported media type (415); everything else is a bad request (400).
+_DECODE_STATUS = {"image_too_large": 413, "unsupported_image_format": 415}
+
+
+def available_cpus() -> int:
+    """CPUs this process may run on (its affinity mask, e.g. a container's cpuset)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def resolve_intra_op_threads(requested: int) -> int:
+    """0 (auto): one ONNX Runtime thread per available CPU but one, which is left to the event
+    loop and decoding (on 2 cores, one thread: measured 2x less CPU per image than two, whose
+    pool spins against the HTTP side; see docs/benchmarks-serving.md)."""
+    return requested if requested > 0 else max(1, available_cpus() - 1)
+
+
+class EndpointState:
+    """What the app holds between requests: model, batcher, capture writer, metrics."""
+
+    def __init__(self, config: ServeConfig) -> None:
+        self.config = config
+        self.card: ModelCard = read_card(config.model_dir)
+        version = "" if self.card.version is None else str(self.card.version)
+        self.metrics = ServingMetrics(self.card.name, version, config.endpoint_name)
+        self.classifier: OnnxClassifier | None = None
+        self.batcher: MicroBatcher | None = None
+        self.capture: CaptureWriter | None = None
+        self.load_error: str | None = None
+        self.in_flight = 0
+        self.decoder = ThreadPoolExecutor(DECODE_THREADS, thread_name_prefix="scones-decode")
+        self._ready = threading.Event()
+        self._loader: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._settled: asyncio.Event | None = None  # set when loading succeeded or failed
+
+    @property
+    def ready(self) -> bool:
+        return self._ready.is_set()
+
+    def start(self) -> None:
+        """Open the capture store now; load the model in the background."""
+        self._loop = asyncio.get_running_loop()
+        self._settled = asyncio.Event()
+        if self.config.capture_uri:
+            from scones.store import open_store
+
+            store = open_store(self.config.capture_uri, s3_endpoint_url=self.config.s3_endpoint_url)
+            self.capture = CaptureWriter(
+                store,
+                CaptureConfig(
+                    endpoint_name=self.config.endpoint_name,
+                    variant=self.config.variant,
+                    sampling_percentage=self.config.capture_sampling,
+                    options=frozenset(self.config.capture_options),
+                    flush_interval_s=self.config.capture_flush_interval_s,
+                ),
+                on_written=self.metrics.count_capture_written,
+                on_dropped=self.metrics.count_capture_dropped,
+            )
+        self._loader = threading.Thread(target=self._load, name="scones-model-load", daemon=True)
+        self._loader.start()
+
+    def _load(self) -> None:
+        try:
+            classifier = OnnxClassifier(
+                self.config.model_dir,
+                intra_op_threads=resolve_intra_op_threads(self.config.intra_op_threads),
+            )
+            # One call of each shape warms ONNX Runtime's allocator before real traffic.
+            channels, height, width = classifier.card.input_shape
+            classifier.predict(np.zeros((1, channels, height, width), np.float32))
+        except Exception as exc:  # reported by /ping (503) and the log; the server keeps up
+            self.load_error = f"{type(exc).__name__}: {exc}"
+            logger.error("model %s failed to load: %s", self.config.model_dir, self.load_error)
+            self._signal_settled()
+            return
+        self.classifier = classifier
+        self.batcher = MicroBatcher(
+            classifier.predict,
+            max_batch_size=self.config.max_batch_size,
+            max_batch_delay_s=self.config.max_batch_delay_ms / 1000.0,
+            on_batch=self.metrics.observe_batch,
+        )
+        self._ready.set()
+        self.metrics.set_loaded(True)
+        self._signal_settled()
+        logger.info(
+            "model %s version %s loaded from %s",
+            self.card.name,
+            self.card.version,
+            self.config.model_dir,
+        )
+
+    def _signal_settled(self) -> None:
+        if self._loop is not None and self._settled is not None:
+            self._loop.call_soon_threadsafe(self._settled.set)
+
+    async def wait_loaded(self, timeout_s: float) -> bool:
+        """Wait (without blocking the loop) until the model loaded; False if it cannot."""
+        if self.ready:
+            return True
+        if self._settled is None or self.load_error:
+            return False
+        try:
+            await asyncio.wait_for(self._settled.wait(), timeout_s)
+        except TimeoutError:
+            return False
+        return self.ready
+
+    def stop(self) -> None:
+        """Graceful shutdown: finish queued inferences, then flush every capture record."""
+        if self._loader is not None:
+            self._loader.join(timeout=60)
+        if self.batcher is not None:
+            self.batcher.close()
+        self.decoder.shutdown(wait=True)
+        if self.capture is not None:
+            self.capture.close()
+            logger.info(
+                "data capture: %d records written, %d dropped",
+                self.capture.written,
+                self.capture.dropped,
+            )
+
+
+class MetricsMiddleware:
+    """Counts every answer by path and status, and times /invocations (pure ASGI, cheap)."""
+
+    def __init__(self, app: ASGIApp, metrics: ServingMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path = scope.get("path", "")
+        label = path if path in _KNOWN_PATHS else "other"
+        started = time.perf_counter()
+        status = 500
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                if label == "/invocations":
+                    self.metrics.observe_latency(time.perf_counter() - started)
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            self.metrics.observe_request(label, status)
+
+
+def _media_type(value: str) -> str:
+    return value.split(";", 1)[0].strip().lower()
+
+
+def _check_header_text(name: str, value: str, limit: int) -> str:
+    if not 1 <= len(value) <= limit:
+        raise RequestProblem(
+            400, "malformed_header", f"{name} must be 1 to {limit} characters, got {len(value)}"
+        )
+    if not all(" " <= char <= "~" for char in value):
+        raise RequestProblem(
+            400, "malformed_header", f"{name} {value!r} has characters that are not printable ASCII"
+        )
+    return value
+
+
+def _accepts_json(accept: str) -> bool:
+    for item in accept.split(","):
+        media = _media_type(item)
+        if media in ("", "*/*", "application/*", "application/json"):
+            return True
+    return False
+
+
+def _check_request_headers(
+    request: Request, max_body_bytes: int
+) -> tuple[str, str | None, str | None]:
+    """Content type, custom attributes and inference id, or a RequestProblem."""
+    headers = request.headers
+    content_type = headers.get("content-type")
+    if content_type is None:
+        raise RequestProblem(
+            415,
+            "unsupported_media_type",
+            f"Content-Type is missing; send one of {', '.join(IMAGE_CONTENT_TYPES)}",
+        )
+    if _media_type(content_type) not in IMAGE_CONTENT_TYPES:
+        raise RequestProblem(
+            415,
+            "unsupported_media_type",
+            f"Content-Type {content_type!r} is not supported; send one of "
+            f"{', '.join(IMAGE_CONTENT_TYPES)}",
+        )
+    accept = headers.get("accept")
+    if accept is not None and not _accepts_json(accept):
+        raise RequestProblem(
+            406, "unsupported_accept", f"Accept {accept!r}: this endpoint answers application/json"
+        )
+    length = headers.get("content-length")
+    if length is not None:
+        if not length.strip().isdigit():
+            raise RequestProblem(
+                400, "malformed_header", f"Content-Length {length!r} is not a number"
+            )
+        if int(length) > max_body_bytes:
+            raise RequestProblem(
+                413,
+                "payload_too_large",
+                f"Content-Length {int(length)} bytes is over the limit of {max_body_bytes} bytes",
+            )
+    custom = headers.get(CUSTOM_ATTRIBUTES_HEADER)
+    if custom is not None:
+        _check_header_text(CUSTOM_ATTRIBUTES_HEADER, custom, MAX_CUSTOM_ATTRIBUTES_CHARS)
+    inference_id = headers.get(INFERENCE_ID_HEADER) or request.query_params.get(INFERENCE_ID_QUERY)
+    if inference_id is not None:
+        _check_header_text(INFERENCE_ID_HEADER, inference_id, MAX_INFERENCE_ID_CHARS)
+        if inference_id[0] == " ":
+            raise RequestProblem(
+                400,
+                "malformed_header",
+                f"{INFERENCE_ID_HEADER} {inference_id!r} starts with a space",
+            )
+    return content_type, custom, inference_id
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The body, counting streamed bytes (Content-Length may be absent or wrong)."""
+    chunks: list[bytes] = []
+    total = 0
+    stream = request.stream()
+    async for chunk in stream:
+        total += len(chunk)
+        if total > limit:
+            async for extra in stream:  # drain a bounded amount so the client reads its 413
+                total += len(extra)
+                if total > DRAIN_FACTOR * limit:
+                    break
+            raise RequestProblem(
+                413,
+                "payload_too_large",
+                f"the body is over the limit of {limit} bytes (read {total} bytes so far)",
+            )
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _declared_pixels(body: bytes) -> int | None:
+    """Width x height from a PNG or baseline/progressive JPEG header, read from the bytes
+    (no decoder); None when unsure. Only picks where to decode: decoding checks for real."""
+    if body.startswith(PNG_SIGNATURE) and body[12:16] == b"IHDR" and len(body) >= 24:
+        width, height = struct.unpack(">II", body[16:24])
+        return width * height
+    if not body.startswith(b"\xff\xd8"):
+        return None
+    position = 2
+    while position + 9 <= len(body) and body[position] == 0xFF:
+        marker = body[position + 1]
+        if marker in _JPEG_SOF_MARKERS:
+            height, width = struct.unpack(">HH", body[position + 5 : position + 9])
+            return width * height
+        (length,) = struct.unpack(">H", body[position + 2 : position + 4])
+        position += 2 + length
+    return None
+
+
+def _is_small_image(body: bytes) -> bool:
+    """Whether the image's header declares few enough pixels to decode on the event loop."""
+    if len(body) > INLINE_DECODE_MAX_BYTES:
+        return False
+    pixels = _declared_pixels(body)
+    return pixels is not None and pixels <= INLINE_DECODE_MAX_PIXELS
+
+
+def _encode_probabilities(probabilities: np.ndarray) -> bytes:
+    return json.dumps([float(p) for p in probabilities]).encode()
+
+
+async def handle_invocation(state: EndpointState, request: Request) -> Response:
+    """POST /invocations: decode -> batch-predict -> encode; every bad input a 4xx."""
+    config = state.config
+    echo: dict[str, str] = {}
+    if state.in_flight >= config.max_concurrency:
+        return error_response(
+            503,
+            "overloaded",
+            f"{state.in_flight} requests in flight, the limit is {config.max_concurrency}",
+            **{"Retry-After": "1"},
+        )
+    state.in_flight += 1
+    try:
+        content_type, custom, inference_id = _check_request_headers(request, config.max_body_bytes)
+        if custom is not None:
+            echo[CUSTOM_ATTRIBUTES_HEADER] = custom
+        body = await _read_body(request, config.max_body_bytes)
+        if not body:
+            raise RequestProblem(400, "empty_body", "the request body is empty (0 bytes)")
+        # A request that arrives while the model loads (another worker answered /ping)
+        # waits for it rather than failing.
+        if not await state.wait_loaded(MODEL_LOAD_WAIT_S) or state.batcher is None:
+            reason = state.load_error or "the model is still loading"
+            return error_response(503, "model_not_loaded", reason, **echo)
+        batcher = state.batcher
+        prep = state.card.preprocessing
+        try:
+            if _is_small_image(body):
+                # Cheaper than a hop to the decode pool (a camera-thumbnail-sized image).
+                array = preprocess_bytes(body, prep)
+            else:
+                loop = asyncio.get_running_loop()
+                array = await loop.run_in_executor(state.decoder, preprocess_bytes, body, prep)
+        except ImageDecodeError as exc:
+            raise RequestProblem(_DECODE_STATUS.get(exc.code, 400), exc.code, str(exc)) from None
+        try:
+            probabilities = await asyncio.wrap_future(batcher.submit(array))
+        except BatcherClosedError as exc:
+            return error_response(503, "shutting_down", str(exc), **echo)
+        except Exception as exc:  # the model failed: a server error, not the client's
+            logger.exception("inference failed")
+            return error_response(500, "inference_failed", f"{type(exc).__name__}: {exc}", **echo)
+        payload = _encode_probabilities(probabilities)
+        capture = state.capture
+        if capture is not None and capture.should_sample():
+            capture.record(
+                input_data=body,
+                input_content_type=content_type,
+                output_data=payload,
+                inference_time=datetime.now(UTC),
+                inference_id=inference_id,
+                custom_attributes=custom,
+            )
+        return Response(payload, media_type="application/json", headers=echo)
+    except RequestProblem as problem:
+        return error_response(problem.status, problem.code, problem.message, **echo)
+    except ClientDisconnect:
+        return error_response(400, "client_disconnected", "the client went away mid-request")
+    finally:
+        state.in_flight -= 1
+
+
+class InvocationsFastPath:
+    """POST /invocations straight to its handler, skipping FastAPI's routing and dependency
+    machinery (about a fifth of the per-request CPU on a 32x32 image); all else passes on."""
+
+    def __init__(self, app: ASGIApp, state: EndpointState) -> None:
+        self.app = app
+        self.state = state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] == "http"
+            and scope["path"] == "/invocations"
+            and scope["method"] == "POST"
+        ):
+            response = await handle_invocation(self.state, Request(scope, receive))
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
+def create_app(config: ServeConfig) -> FastAPI:
+    """The endpoint app for one process (its own model, batcher, capture writer, metrics)."""
+    state = EndpointState(config)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        state.start()
+        try:
+            yield
+        finally:
+            await asyncio.to_thread(state.stop)
+
+    app = FastAPI(
+        title="scones endpoint",
+        summary="Bicycle or motorcycle? SageMaker's inference container contract.",
+        version="unversioned" if state.card.version is None else str(state.card.version),
+        lifespan=lifespan,
+    )
+    app.state.endpoint = state
+    app.add_middleware(InvocationsFastPath, state=state)
+    app.add_middleware(MetricsMiddleware, metrics=state.metrics)  # outermost: sees everything
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return error_response(exc.status_code, code, str(exc.detail))
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        return error_response(400, "invalid_request", str(exc.errors()))
+
+    @app.get("/ping", summary="Health check: 200 with an empty body once the model is loaded.")
+    async def ping() -> Response:
+        if state.ready:
+            return Response(status_code=200)
+        if state.load_error:
+            return error_response(503, "model_load_failed", state.load_error)
+        return error_response(503, "model_not_loaded", "the model is still loading")
+
+    @app.get("/info", summary="The served model: name, version, classes, preprocessing.")
+    async def info() -> dict[str, Any]:
+        card = state.card
+        return {
+            "model_name": card.name,
+            "model_version": card.version,
+            "class_names": card.class_names,
+            "preprocessing": card.preprocessing.model_dump(mode="json"),
+            "input_shape": list(card.input_shape),
+            "temperature": card.temperature,
+            "model_metrics": card.metrics,
+            "endpoint_name": config.endpoint_name,
+            "variant": config.variant,
+            "ready": state.ready,
+            "content_types": list(IMAGE_CONTENT_TYPES),
+            "max_body_bytes": config.max_body_bytes,
+            "max_batch_size": config.max_batch_size,
+            "max_batch_delay_ms": config.max_batch_delay_ms,
+            "capture": {
+                "enabled": state.capture is not None,
+                "uri": config.capture_uri,
+                "sampling_percentage": config.capture_sampling,
+                "options": [str(option) for option in config.capture_options],
+            },
+        }
+
+    @app.get("/metrics", summary="Prometheus metrics of this process.")
+    async def metrics() -> Response:
+        return Response(state.metrics.render(), media_type=PROMETHEUS_CONTENT_TYPE)
+
+    @app.post(
+        "/invocations",
+        summary="Classify one image: the list of class probabilities, in the model's order.",
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {
+                    media: {"schema": {"type": "string", "format": "binary"}}
+                    for media in IMAGE_CONTENT_TYPES
+                },
+            },
+            "responses": {
+                "200": {
+                    "description": "Probabilities, e.g. [0.97, 0.03]",
+                    "content": {
+                        "application/json": {
+                            "schema": {"type": "array", "items": {"type": "number"}}
+                        }
+                    },
+                },
+                "400": {"description": "Empty, not an image, truncated, malformed headers"},
+                "413": {"description": "Body over 6 MB or too many pixels"},
+                "415": {"description": "Unsupported Content-Type"},
+                "503": {"description": "Model not loaded yet, or overloaded"},
+            },
+        },
+    )
+    async def invocations(request: Request) -> Response:
+        # Served by InvocationsFastPath; this route documents it and is its fallback.
+        return await handle_invocation(state, request)
+
+    return app
