@@ -67,9 +67,11 @@ def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.
         raise ImageDecodeError(
             "image_too_large", f"image is over the limit of {max_pixels} pixels: {exc}"
         ) from None
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
+    except (UnidentifiedImageError, OSError, ValueError):
+        # Pillow's own message only repeats the BytesIO repr; ours says what was sent.
         raise ImageDecodeError(
-            "not_an_image", f"the body is not a PNG or JPEG image ({len(data)} bytes): {exc}"
+            "not_an_image",
+            f"the body is not a PNG or JPEG image ({len(data)} bytes, starting {data[:8]!r})",
         ) from None
     if image.format not in SUPPORTED_FORMATS:
         raise ImageDecodeError(
