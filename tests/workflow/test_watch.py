@@ -8,9 +8,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import solid_png
 from wf_helpers import running_endpoint
 
+from conftest import solid_png
 from scones.functions import classify_image
 from scones.store import open_store
 from scones.workflow.executions import ExecutionStore
@@ -47,7 +47,11 @@ class RunningWatcher:
 
 def _watcher(store_root: Path, db: Path, endpoint: str) -> RunningWatcher:
     watcher = watch_store(
-        str(store_root), db, prefix="incoming/", endpoint_url=endpoint, threshold=0.93,
+        str(store_root),
+        db,
+        prefix="incoming/",
+        endpoint_url=endpoint,
+        threshold=0.93,
         poll_seconds=0.2,
     )
     return RunningWatcher(watcher)
@@ -85,7 +89,11 @@ def test_each_object_runs_exactly_once_across_restarts(endpoint: str, tmp_path: 
     with ExecutionStore(db) as executions:
         records = executions.list(limit=1000)
     keys = sorted(record.input["s3_key"] for record in records)
-    assert keys == ["incoming/before.png", "incoming/while-running.png", "incoming/while-stopped.png"]
+    assert keys == [
+        "incoming/before.png",
+        "incoming/while-running.png",
+        "incoming/while-stopped.png",
+    ]
     assert {record.status for record in records} == {"SUCCEEDED"}
     for record in records:
         etag = store.head(record.input["s3_key"]).etag

@@ -1,0 +1,59 @@
+"""`scones demo --fast` end to end on the shared data, as a user runs it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from scones.workflow.executions import ExecutionStore
+
+
+@pytest.mark.slow
+def test_demo_fast_runs_every_stage_and_reports_consistent_numbers(
+    shared_vehicles: Path, tmp_path: Path
+) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SCONES_")}
+    env.update(SCONES_HOME=str(tmp_path / "home"), SCONES_SOURCE=str(shared_vehicles))
+    result = subprocess.run(
+        [sys.executable, "-m", "scones", "demo", "--fast", "--epochs", "3"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    home = tmp_path / "home"
+    dataset = json.loads((home / "store" / "dataset.json").read_text())
+    n_test = sum(dataset["counts"]["test"].values())
+
+    with ExecutionStore(home / "scones.db") as executions:
+        records = executions.list(limit=10_000)
+    assert len(records) == n_test + 6  # the test split plus the out-of-distribution images
+    passed = sum(record.status == "SUCCEEDED" for record in records)
+    failed = [record for record in records if record.status == "FAILED"]
+    assert passed + len(failed) == len(records)
+    assert f"{passed} passed, {len(failed)} failed" in result.stdout
+
+    # every failure is the loud threshold failure, and its image is kept for review
+    assert {record.error for record in failed} <= {"ThresholdConfidenceNotMet"}
+    assert len(list((home / "failed-images").iterdir())) == len(failed)
+
+    # the monitoring report saw exactly the traffic the workflow sent
+    report = home / "report"
+    for name in ("report.html", "confidence.png", "summary.json", "constraint_violations.json"):
+        assert (report / name).is_file(), name
+    summary = json.loads((report / "summary.json").read_text())
+    assert summary["records"]["total"] == len(records)
+    assert summary["records"]["under_threshold"] == len(failed)
+
+    # the model was registered and promoted
+    aliases = json.loads(
+        (home / "store" / "models" / "vehicle-classifier" / "aliases.json").read_text()
+    )
+    assert aliases == {"production": 1}
