@@ -1,0 +1,505 @@
+"""Train the vehicle classifier, top to bottom: data, network, loop, calibration, artifact.
+
+1. Load ``train`` and ``validation`` of a staged layout into memory (decoded once).
+2. Train :class:`~scones.model.net.VehicleNet` with SGD-Nesterov, a warmup-then-linear-decay
+   learning rate, label smoothing, random crop + flip + cutout, and an EMA of the weights.
+3. After every epoch, score the EMA weights on validation (flip-averaged); keep the best.
+   The validation split is the only thing checkpoint selection and calibration look at.
+4. Export to ONNX with the flip averaging inside the graph; check parity with PyTorch.
+5. Fit the temperature on validation through ONNX Runtime and the shared preprocessing
+   (the served path), and write ``model.json``, ``model.safetensors``, ``baseline.json``.
+
+CPU runs are bit-reproducible for a seed (all randomness from seeded generators, a fixed
+thread count); CUDA runs use deterministic cuDNN but max-pool backward on CUDA is not.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import subprocess
+import time
+import tomllib
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from scones import __version__
+from scones.data.layout import LayoutError, lst_key, read_dataset_info
+from scones.errors import SconesError, UsageError
+from scones.model.artifact import (
+    BASELINE_JSON,
+    MODEL_JSON,
+    MODEL_ONNX,
+    MODEL_WEIGHTS,
+    ModelCard,
+    OnnxClassifier,
+)
+from scones.model.augment import augment_batch
+from scones.model.baseline import build_baseline
+from scones.model.calibrate import fit_temperature, negative_log_likelihood
+from scones.model.dataset import ImageSet, load_split
+from scones.model.evaluate import classification_metrics, predict_pixels
+from scones.model.net import FlipAveragedClassifier, VehicleNet, count_macs, count_parameters
+from scones.model.preprocess import Preprocessing, normalize_hwc_uint8
+from scones.store import ObjectStore
+
+ONNX_OPSET = 17
+ONNX_PARITY_TOLERANCE = 1e-4
+
+
+class TrainingDataError(SconesError):
+    """The staged data cannot train a classifier (empty, one class, no validation split)."""
+
+
+class TrainConfig(BaseModel):
+    """Hyperparameters; flags and ``--config FILE`` (JSON or TOML) set them."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    epochs: int = Field(default=100, ge=1, le=10_000)
+    batch_size: int = Field(default=64, ge=2, le=65_536)
+    lr: float = Field(default=0.1, gt=0.0, description="peak learning rate (SGD-Nesterov)")
+    momentum: float = Field(default=0.9, ge=0.0, lt=1.0)
+    weight_decay: float = Field(default=5e-4, ge=0.0)
+    warmup_epochs: float = Field(default=2.0, ge=0.0)
+    label_smoothing: float = Field(default=0.2, ge=0.0, lt=1.0)
+    width: int = Field(default=24, ge=1, le=512, description="channels of the first stage")
+    crop_padding: int = Field(default=4, ge=0, le=16)
+    flip: bool = True
+    cutout: int = Field(default=8, ge=0, le=32, description="cutout square side; 0 disables")
+    ema_decay: float = Field(default=0.95, ge=0.0, lt=1.0, description="0 disables the EMA")
+    seed: int = 0
+    device: str = Field(default="auto", description="auto, cpu, cuda or cuda:N")
+    threads: int | None = Field(default=None, ge=1, description="CPU threads; default all")
+
+
+def load_config(path: Path) -> dict[str, Any]:
+    """Hyperparameters from a JSON or TOML file (flags given on the command line win)."""
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise UsageError(f"--config {path}: cannot read it: {exc}") from None
+    try:
+        data = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
+    except (ValueError, tomllib.TOMLDecodeError) as exc:
+        raise UsageError(f"--config {path}: not valid {path.suffix or 'JSON'}: {exc}") from None
+    if not isinstance(data, dict):
+        raise UsageError(f"--config {path}: expected a table of hyperparameters")
+    return data
+
+
+def make_config(values: dict[str, Any]) -> TrainConfig:
+    try:
+        return TrainConfig(**values)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}={err.get('input')!r}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise UsageError(f"bad training hyperparameters: {problems}") from None
+
+
+def select_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise UsageError(f"--device {name!r} is not a device (auto, cpu, cuda, cuda:N)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError(f"--device {name!r}: CUDA is not available on this machine")
+    return device
+
+
+# --- 1. data ------------------------------------------------------------------------------
+
+
+@dataclass
+class TrainingData:
+    class_names: list[str]
+    train: ImageSet
+    validation: ImageSet
+    source: str
+
+    @property
+    def fingerprint(self) -> str:
+        import hashlib
+
+        joined = f"{self.train.fingerprint}:{self.validation.fingerprint}"
+        return "sha256:" + hashlib.sha256(joined.encode()).hexdigest()
+
+
+def load_training_data(store: ObjectStore, prep: Preprocessing, prefix: str = "") -> TrainingData:
+    """train + validation of a staged layout, checked for what training needs."""
+    info = read_dataset_info(store, prefix)
+    names = info.get("class_names")
+    if not isinstance(names, list) or len(names) < 2:
+        raise LayoutError(
+            f"{store.uri_for('dataset.json')}: class_names must list at least two classes, "
+            f"got {names!r}"
+        )
+    train = load_split(store, "train", prep=prep, prefix=prefix, num_classes=len(names))
+    validation = load_split(
+        store,
+        "validation",
+        prep=prep,
+        prefix=prefix,
+        num_classes=len(names),
+        with_statistics=True,
+    )
+    where = store.uri_for(lst_key("train", prefix))
+    if len(train) < 2:
+        raise TrainingDataError(f"{where} has {len(train)} images; training needs at least 2")
+    present = sorted({int(label) for label in train.labels})
+    if len(present) < 2:
+        only = names[present[0]]
+        raise TrainingDataError(
+            f"{where} has only class {only!r} (label {present[0]}); a classifier needs "
+            f"examples of at least two classes"
+        )
+    if len(validation) == 0:
+        raise TrainingDataError(
+            f"{store.uri_for(lst_key('validation', prefix))} has no images; checkpoint "
+            "selection and calibration need a validation split"
+        )
+    return TrainingData([str(n) for n in names], train, validation, store.uri)
+
+
+def to_tensor(images: ImageSet, prep: Preprocessing, device: torch.device) -> torch.Tensor:
+    """Normalised NCHW floats via the shared preprocessing (the endpoint's own code)."""
+    return torch.from_numpy(normalize_hwc_uint8(images.pixels, prep)).to(device)
+
+
+# --- 2-3. the training loop -------------------------------------------------------------
+
+
+@dataclass
+class EpochReport:
+    epoch: int
+    epochs: int
+    train_loss: float
+    val_accuracy: float
+    val_loss: float
+    lr: float
+    seconds: float
+    best: bool
+
+
+@dataclass
+class FitResult:
+    net: VehicleNet  # the selected weights, on CPU, eval mode
+    best_epoch: int
+    history: list[dict[str, float]] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def learning_rate_factor(step: int, total_steps: int, warmup_steps: int) -> float:
+    """Linear warmup to the peak, then linear decay to zero (a one-cycle triangle)."""
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    return max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
+
+
+@torch.no_grad()
+def update_ema(ema: torch.nn.Module, net: torch.nn.Module, decay: float) -> None:
+    for ema_param, param in zip(ema.parameters(), net.parameters(), strict=True):
+        ema_param.lerp_(param, 1.0 - decay)
+    for ema_buffer, buffer in zip(ema.buffers(), net.buffers(), strict=True):
+        ema_buffer.copy_(buffer)
+
+
+@torch.no_grad()
+def flip_averaged_logits(
+    net: torch.nn.Module, inputs: torch.Tensor, batch: int = 500
+) -> torch.Tensor:
+    net.eval()
+    wrapped = FlipAveragedClassifier(net)
+    return torch.cat([wrapped(inputs[i : i + batch]) for i in range(0, len(inputs), batch)])
+
+
+def fit(
+    config: TrainConfig,
+    data: TrainingData,
+    prep: Preprocessing,
+    *,
+    on_epoch: Callable[[EpochReport], None] | None = None,
+) -> FitResult:
+    device = select_device(config.device)
+    torch.set_num_threads(config.threads or os.cpu_count() or 1)
+    torch.manual_seed(config.seed)
+    if device.type == "cuda":
+        torch.backends.cudnn.deterministic = True
+        torch.backends.cudnn.benchmark = False
+    generator = torch.Generator().manual_seed(config.seed)
+    memory_format = torch.channels_last  # faster convolutions with oneDNN and cuDNN
+
+    train_x = to_tensor(data.train, prep, device).contiguous(memory_format=memory_format)
+    train_y = torch.from_numpy(data.train.labels).to(device)
+    val_x = to_tensor(data.validation, prep, device).contiguous(memory_format=memory_format)
+    val_y = torch.from_numpy(data.validation.labels).to(device)
+
+    net = VehicleNet(len(data.class_names), config.width).to(device, memory_format=memory_format)
+    ema = copy.deepcopy(net) if config.ema_decay > 0 else net
+    decay_params = [p for p in net.parameters() if p.ndim > 1]
+    other_params = [p for p in net.parameters() if p.ndim <= 1]  # BatchNorm: no weight decay
+    optimizer = torch.optim.SGD(
+        [
+            {"params": decay_params, "weight_decay": config.weight_decay},
+            {"params": other_params, "weight_decay": 0.0},
+        ],
+        lr=config.lr,
+        momentum=config.momentum,
+        nesterov=config.momentum > 0,
+    )
+    n = len(train_y)
+    batch_size = min(config.batch_size, n)
+    steps_per_epoch = n // batch_size  # drop the ragged last batch: BatchNorm dislikes tiny ones
+    total_steps = steps_per_epoch * config.epochs
+    warmup_steps = max(1, round(config.warmup_epochs * steps_per_epoch))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: learning_rate_factor(step, total_steps, warmup_steps)
+    )
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+
+    best_key: tuple[float, float] | None = None
+    best_state: dict[str, torch.Tensor] = {}
+    best_epoch = 0
+    history: list[dict[str, float]] = []
+    started = time.perf_counter()
+    step = 0
+    for epoch in range(1, config.epochs + 1):
+        epoch_start = time.perf_counter()
+        net.train()
+        order = torch.randperm(n, generator=generator).to(device)
+        losses = []
+        for batch_index in range(steps_per_epoch):
+            rows = order[batch_index * batch_size : (batch_index + 1) * batch_size]
+            inputs = augment_batch(
+                train_x[rows],
+                generator,
+                crop_padding=config.crop_padding,
+                flip=config.flip,
+                cutout_size=config.cutout,
+            ).contiguous(memory_format=memory_format)
+            with autocast:
+                loss = F.cross_entropy(
+                    net(inputs), train_y[rows], label_smoothing=config.label_smoothing
+                )
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            step += 1
+            if ema is not net:
+                # Warm the EMA up: early weights are noise, do not let them linger.
+                update_ema(ema, net, min(config.ema_decay, (1 + step) / (10 + step)))
+            losses.append(float(loss.detach()))
+
+        logits = flip_averaged_logits(ema, val_x).float()
+        val_accuracy = float((logits.argmax(1) == val_y).float().mean())
+        val_loss = negative_log_likelihood(
+            logits.cpu().numpy(), data.validation.labels, temperature=1.0
+        )
+        key = (val_accuracy, -val_loss)
+        improved = best_key is None or key > best_key
+        if improved:
+            best_key, best_epoch = key, epoch
+            best_state = {k: v.detach().cpu().clone() for k, v in ema.state_dict().items()}
+        report = EpochReport(
+            epoch=epoch,
+            epochs=config.epochs,
+            train_loss=float(np.mean(losses)) if losses else math.nan,
+            val_accuracy=val_accuracy,
+            val_loss=val_loss,
+            lr=float(scheduler.get_last_lr()[0]),
+            seconds=time.perf_counter() - epoch_start,
+            best=improved,
+        )
+        history.append(
+            {
+                "epoch": epoch,
+                "train_loss": report.train_loss,
+                "val_accuracy": val_accuracy,
+                "val_loss": val_loss,
+            }
+        )
+        if on_epoch is not None:
+            on_epoch(report)
+
+    selected = VehicleNet(len(data.class_names), config.width)
+    selected.load_state_dict(best_state)
+    selected.eval()
+    return FitResult(selected, best_epoch, history, time.perf_counter() - started)
+
+
+# --- 4. ONNX export -------------------------------------------------------------------------
+
+
+def export_onnx(net: torch.nn.Module, path: Path, input_shape: tuple[int, int, int]) -> None:
+    """``input`` (N, C, H, W) -> ``logits`` (N, classes), flip-averaged, dynamic batch."""
+    wrapped = FlipAveragedClassifier(net).eval()
+    sample = torch.zeros(2, *input_shape)
+    with warnings.catch_warnings():
+        # The TorchScript exporter is deprecated (DeprecationWarning) but, unlike the
+        # torch.export one, handles this plain CNN with no extra dependencies or log noise.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(
+            wrapped,
+            (sample,),
+            str(path),
+            input_names=["input"],
+            output_names=["logits"],
+            dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
+            opset_version=ONNX_OPSET,
+            dynamo=False,
+        )
+
+
+def onnx_parity(net: torch.nn.Module, model_dir: Path, inputs: np.ndarray) -> float:
+    """Max |ONNX logits - PyTorch logits| on ``inputs`` (normalised NCHW floats)."""
+    with torch.no_grad():
+        expected = FlipAveragedClassifier(net).eval()(torch.from_numpy(inputs)).numpy()
+    actual = OnnxClassifier(model_dir).logits(inputs)
+    return float(np.abs(actual - expected).max())
+
+
+# --- 5. the artifact ------------------------------------------------------------------------
+
+
+def code_version() -> str:
+    """The package version, plus the git commit when running from a checkout."""
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=Path(__file__).parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return __version__
+    return f"{__version__}+g{commit}" if commit else __version__
+
+
+@dataclass
+class TrainedModel:
+    model_dir: Path
+    card: ModelCard
+    metrics: dict[str, Any]
+
+
+def write_artifact(
+    fit_result: FitResult,
+    data: TrainingData,
+    config: TrainConfig,
+    prep: Preprocessing,
+    model_dir: Path,
+    *,
+    name: str,
+    target_precision: float = 0.99,
+) -> TrainedModel:
+    """Export, parity-check, calibrate and describe the model in ``model_dir``."""
+    from safetensors.torch import save_file
+
+    model_dir.mkdir(parents=True, exist_ok=True)
+    net = fit_result.net
+    input_shape = (3, *prep.input_size)
+    export_onnx(net, model_dir / MODEL_ONNX, input_shape)
+    save_file(
+        {k: v.contiguous() for k, v in net.state_dict().items()}, str(model_dir / MODEL_WEIGHTS)
+    )
+    # A card at T=1 first, so ONNX Runtime can load the folder and give raw logits.
+    card = ModelCard(
+        name=name,
+        class_names=data.class_names,
+        input_shape=input_shape,
+        preprocessing=prep,
+        architecture={
+            "name": "VehicleNet",
+            "width": config.width,
+            "parameters": count_parameters(net),
+            "macs_per_image": 2 * count_macs(net, input_shape),  # x2: flip-averaged graph
+            "test_time_augmentation": "horizontal flip, logits averaged in the graph",
+        },
+    )
+    (model_dir / MODEL_JSON).write_text(card.model_dump_json(indent=2))
+    val_inputs = normalize_hwc_uint8(data.validation.pixels, prep)
+    parity = onnx_parity(net, model_dir, val_inputs[:64])
+    if not parity < ONNX_PARITY_TOLERANCE:
+        raise SconesError(
+            f"ONNX export differs from PyTorch by {parity:.2e} (limit {ONNX_PARITY_TOLERANCE})"
+        )
+    classifier = OnnxClassifier(model_dir)
+    temperature = fit_temperature(classifier.logits(val_inputs), data.validation.labels)
+    card.temperature = temperature
+    (model_dir / MODEL_JSON).write_text(card.model_dump_json(indent=2))
+    probabilities = predict_pixels(OnnxClassifier(model_dir), data.validation.pixels)
+    metrics = classification_metrics(
+        probabilities,
+        data.validation.labels,
+        data.class_names,
+        target_precision=target_precision,
+    )
+    baseline = build_baseline(
+        class_names=data.class_names,
+        labels=data.validation.labels,
+        probabilities=probabilities,
+        statistics=data.validation.statistics,
+    )
+    (model_dir / BASELINE_JSON).write_text(json.dumps(baseline))
+    card.metrics = {
+        "split": "validation",
+        "n": metrics["n"],
+        "accuracy": metrics["accuracy"],
+        "log_loss": metrics["log_loss"],
+        "ece": metrics["ece"],
+        "recommended_threshold": metrics["recommended_threshold"],
+        "coverage_at_recommended": metrics["coverage_at_recommended"],
+        "target_precision": target_precision,
+        "onnx_max_abs_diff": parity,
+    }
+    card.training = {
+        **config.model_dump(),
+        "device_used": str(select_device(config.device)),
+        "torch_version": torch.__version__,
+        "n_train": len(data.train),
+        "n_validation": len(data.validation),
+        "best_epoch": fit_result.best_epoch,
+        "seconds": round(fit_result.seconds, 2),
+        "history": fit_result.history,
+        "source": data.source,
+    }
+    card.data_fingerprint = data.fingerprint
+    card.code_version = code_version()
+    card.created_at = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    (model_dir / MODEL_JSON).write_text(card.model_dump_json(indent=2))
+    return TrainedModel(model_dir, card, metrics)
+
+
+def train_model(
+    store: ObjectStore,
+    config: TrainConfig,
+    model_dir: Path,
+    *,
+    name: str,
+    prefix: str = "",
+    prep: Preprocessing | None = None,
+    on_epoch: Callable[[EpochReport], None] | None = None,
+) -> TrainedModel:
+    """Everything from a staged store to an extracted artifact folder (not yet registered)."""
+    prep = prep or Preprocessing()
+    data = load_training_data(store, prep, prefix)
+    result = fit(config, data, prep, on_epoch=on_epoch)
+    return write_artifact(result, data, config, prep, model_dir, name=name)

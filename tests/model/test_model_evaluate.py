@@ -1,0 +1,224 @@
+"""Evaluation: metrics on known numbers, the served preprocessing, the CLI, bad data."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from model_helpers import shared_sample, write_layout
+from PIL import Image
+
+from conftest import noise_png, solid_png
+from scones.model.augment import cutout, random_crop, random_flip
+from scones.model.calibrate import fit_temperature, fit_temperature_mle
+from scones.model.dataset import load_split
+from scones.model.evaluate import (
+    EvaluationError,
+    classification_metrics,
+    evaluate_model,
+    expected_calibration_error,
+    lowest_threshold_reaching,
+)
+from scones.model.preprocess import Preprocessing, normalize_hwc_uint8, preprocess_batch
+from scones.store import open_store
+
+RED, BLUE = (200, 30, 30), (30, 30, 200)
+
+
+def rgba_png(rgb: tuple[int, int, int]) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGBA", (32, 32), (*rgb, 255)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_metrics_on_known_predictions() -> None:
+    probabilities = np.array(
+        [[0.99, 0.01], [0.8, 0.2], [0.3, 0.7], [0.6, 0.4], [0.05, 0.95]], dtype=np.float32
+    )
+    labels = np.array([0, 0, 1, 1, 1])
+    result = classification_metrics(probabilities, labels, ["a", "b"], threshold=0.75)
+    assert result["n"] == 5 and result["accuracy"] == pytest.approx(0.8)
+    assert result["confusion_matrix"] == [[2, 0], [1, 2]]
+    assert result["per_class"]["a"] == {
+        "precision": pytest.approx(2 / 3),
+        "recall": 1.0,
+        "support": 2,
+    }
+    assert result["per_class"]["b"] == {
+        "precision": 1.0,
+        "recall": pytest.approx(2 / 3),
+        "support": 3,
+    }
+    expected_loss = -np.mean(np.log([0.99, 0.8, 0.7, 0.4, 0.95]))
+    assert result["log_loss"] == pytest.approx(expected_loss, rel=1e-5)
+    at = result["at_threshold"]
+    assert (at["coverage"], at["selective_accuracy"], at["n_covered"]) == (0.6, 1.0, 3)
+    # 0.7 is the lowest cut with no mistakes above it (0.6 lets the wrong answer in).
+    assert result["recommended_threshold"] == pytest.approx(0.7)
+    assert result["coverage_at_recommended"] == pytest.approx(0.8)
+    rows = {row["threshold"]: row for row in result["risk_coverage"]}
+    assert rows[0.5]["coverage"] == 1.0 and rows[0.99]["n_covered"] == 1
+    assert set(result) >= {
+        "accuracy",
+        "n",
+        "per_class",
+        "confusion_matrix",
+        "ece",
+        "risk_coverage",
+        "recommended_threshold",
+    }
+
+
+def test_threshold_search_edges() -> None:
+    top = np.array([0.9, 0.9, 0.8])
+    assert lowest_threshold_reaching(top, np.array([1.0, 0.0, 1.0]), 0.99) is None
+    assert lowest_threshold_reaching(top, np.array([1.0, 1.0, 0.0]), 0.99) == pytest.approx(0.9)
+    assert lowest_threshold_reaching(np.array([]), np.array([]), 0.99) is None
+    assert expected_calibration_error(np.array([1.0, 1.0]), np.array([1.0, 1.0])) == 0.0
+    assert expected_calibration_error(np.array([0.9]), np.array([0.0])) == pytest.approx(0.9)
+
+
+def test_temperature_is_recovered() -> None:
+    rng = np.random.default_rng(0)
+    logits = rng.normal(scale=4.0, size=(4000, 2))
+    true_t = 2.5
+    p1 = 1 / (1 + np.exp(-(logits[:, 1] - logits[:, 0]) / true_t))
+    labels = (rng.random(4000) < p1).astype(np.int64)
+    assert fit_temperature_mle(logits, labels) == pytest.approx(true_t, rel=0.05)
+    # The one-standard-error rule errs towards less confidence, by little with many images.
+    assert true_t * 0.95 < fit_temperature(logits, labels) < true_t * 1.15
+    assert fit_temperature(logits[:0], labels[:0]) == 1.0
+
+
+def test_temperature_does_not_oversharpen_on_a_small_split() -> None:
+    # 89 confident right answers and one wrong: the plain optimum sharpens hard.
+    rng = np.random.default_rng(1)
+    logits = np.zeros((90, 2))
+    logits[:, 0] = rng.normal(2.0, 0.5, 90)
+    labels = np.zeros(90, dtype=np.int64)
+    labels[0] = 1
+    plain, guarded = fit_temperature_mle(logits, labels), fit_temperature(logits, labels)
+    assert plain < 0.5
+    assert guarded > 1.3 * plain
+
+
+def test_augmentations_keep_shape_and_are_seeded() -> None:
+    images = torch.arange(2 * 3 * 8 * 8, dtype=torch.float32).reshape(2, 3, 8, 8)
+    gen = torch.Generator().manual_seed(0)
+    assert torch.equal(random_crop(images, 0, gen), images)
+    cropped = random_crop(images, 2, torch.Generator().manual_seed(5))
+    assert cropped.shape == images.shape
+    assert torch.equal(cropped, random_crop(images, 2, torch.Generator().manual_seed(5)))
+    flipped = random_flip(images, torch.Generator().manual_seed(1))
+    for i in range(2):
+        assert torch.equal(flipped[i], images[i]) or torch.equal(flipped[i], images[i].flip(2))
+    holes = cutout(images + 1, 4, torch.Generator().manual_seed(2))
+    zeros_per_image = (holes == 0).reshape(2, -1).sum(1)
+    assert all(0 < z <= 3 * 16 for z in zeros_per_image.tolist())
+
+
+def test_training_pixels_match_the_endpoint_preprocessing(
+    tmp_path: Path, shared_vehicles: Path
+) -> None:
+    rows = shared_sample(shared_vehicles, 3)
+    rows.append((0, rgba_png(RED)))
+    root = write_layout(tmp_path, {"test": rows})
+    prep = Preprocessing()
+    loaded = load_split(open_store(str(root)), "test", prep=prep)
+    served = preprocess_batch([data for _, data in rows], prep)
+    np.testing.assert_array_equal(normalize_hwc_uint8(loaded.pixels, prep), served)
+
+
+def colour_layout(root: Path) -> Path:
+    rows = [
+        (0, solid_png(RED)),
+        (0, rgba_png(RED)),
+        (1, solid_png(BLUE)),
+        (1, rgba_png(BLUE)),
+        (0, noise_png(1)),
+        (1, noise_png(2)),
+    ]
+    return write_layout(root, {"test": rows})
+
+
+def test_evaluate_model_on_a_colour_layout(tiny_model_dir: Path, tmp_path: Path) -> None:
+    store = open_store(str(colour_layout(tmp_path)))
+    result = evaluate_model(tiny_model_dir, store, split="test", threshold=0.93)
+    assert result["n"] == 6
+    assert result["confusion_matrix"][0][0] == 3 - result["confusion_matrix"][0][1]
+    # The four solid images are confident and right; the noise ones are unsure.
+    assert result["at_threshold"]["n_covered"] == 4
+    assert result["at_threshold"]["selective_accuracy"] == 1.0
+    assert result["recommended_threshold"] is not None
+    assert result["coverage_at_recommended"] >= 4 / 6
+    assert result["data"]["split"] == "test"
+
+
+def test_evaluate_refuses_other_class_names(tiny_model_dir: Path, tmp_path: Path) -> None:
+    root = write_layout(tmp_path, {"test": [(0, solid_png(RED))]}, class_names=["cat", "dog"])
+    with pytest.raises(EvaluationError, match=r"class_names \['cat', 'dog'\]"):
+        evaluate_model(tiny_model_dir, open_store(str(root)), split="test")
+
+
+def test_evaluate_refuses_an_empty_split(tiny_model_dir: Path, tmp_path: Path) -> None:
+    root = write_layout(tmp_path, {"test": []})
+    with pytest.raises(EvaluationError, match="no images"):
+        evaluate_model(tiny_model_dir, open_store(str(root)), split="test")
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "scones.cli", *args], capture_output=True, text=True, timeout=120
+    )
+
+
+def test_cli_evaluate_json_and_table(tiny_model_dir: Path, tmp_path: Path) -> None:
+    data = colour_layout(tmp_path / "data")
+    result = run_cli("evaluate", "--model", str(tiny_model_dir), "--data", str(data), "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["n"] == 6 and report["at_threshold"]["threshold"] == 0.93
+    table = run_cli(
+        "evaluate", "--model", str(tiny_model_dir), "--data", str(data), "--threshold", "0.9"
+    )
+    assert table.returncode == 0, table.stderr
+    assert "risk-coverage" in table.stdout and "recommended threshold" in table.stdout
+
+
+def test_cli_evaluate_missing_images_and_bad_ref(tiny_model_dir: Path, tmp_path: Path) -> None:
+    data = colour_layout(tmp_path / "data")
+    (data / "test" / "test_0002.png").unlink()
+    result = run_cli("evaluate", "--model", str(tiny_model_dir), "--data", str(data))
+    assert result.returncode != 0
+    assert "test_0002.png" in result.stderr and "not in the store" in result.stderr
+    bad = run_cli(
+        "evaluate", "--model", "nightly", "--data", str(data), "--store", str(tmp_path / "empty")
+    )
+    assert bad.returncode != 0 and "has no alias 'nightly'" in bad.stderr
+
+
+def test_evaluate_reads_a_layout_from_s3(
+    tiny_model_dir: Path, tmp_path: Path, s3_bucket: str
+) -> None:
+    local = colour_layout(tmp_path / "data")
+    store = open_store(f"s3://{s3_bucket}/staged")
+    for path in sorted(local.rglob("*")):
+        if path.is_file():
+            store.put(path.relative_to(local).as_posix(), path.read_bytes())
+    result = evaluate_model(tiny_model_dir, store, split="test", threshold=0.93)
+    assert result["n"] == 6 and result["at_threshold"]["n_covered"] == 4
+
+
+def test_oversized_image_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import scones.model.dataset as dataset
+
+    root = write_layout(tmp_path, {"test": [(0, solid_png(RED)), (1, noise_png(3))]})
+    monkeypatch.setattr(dataset, "MAX_IMAGE_BYTES", 200)  # the noise PNG is ~3 KB
+    with pytest.raises(dataset.LayoutError, match=r"test_0001\.png is over the 200 byte limit"):
+        load_split(open_store(str(root)), "test", prep=Preprocessing())
