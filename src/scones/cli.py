@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -30,10 +30,11 @@ console = Console(stderr=True)
 out = Console()
 
 StoreOption = Annotated[
-    Optional[str],
+    str | None,
     typer.Option(
-        "--store", help="Object store URI (folder, file:///abs, s3://bucket/prefix). "
-        "Default: SCONES_STORE or ./.scones/store."
+        "--store",
+        help="Object store URI (folder, file:///abs, s3://bucket/prefix). "
+        "Default: SCONES_STORE or ./.scones/store.",
     ),
 ]
 
@@ -46,7 +47,7 @@ def store_uri(store: str | None) -> str:
     return store or settings().store
 
 
-def open_configured_store(store: str | None):  # noqa: ANN201 - returns an ObjectStore
+def open_configured_store(store: str | None):
     from scones.store import open_store
 
     return open_store(store_uri(store), s3_endpoint_url=settings().s3_endpoint_url)
@@ -1158,13 +1159,15 @@ def dashboard(
         port=port,
         announce=lambda line: console.print(line, highlight=False, soft_wrap=True),
     )
+
+
 # --- demo / watch / up -----------------------------------------------------------------
 
 
 @app.command()
 def demo(
     source: Annotated[
-        Optional[str],
+        str | None,
         typer.Option(
             help="Data to stage: the CIFAR-100 archive URL (default), a local archive, or a "
             "staged folder such as ../shared/data/cifar100-vehicles. Default: SCONES_SOURCE."
@@ -1172,7 +1175,7 @@ def demo(
     ] = None,
     fast: Annotated[bool, typer.Option("--fast", help="Train for a few epochs only.")] = False,
     epochs: Annotated[
-        Optional[int], typer.Option(help="Training epochs (overrides the default and --fast).")
+        int | None, typer.Option(help="Training epochs (overrides the default and --fast).")
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed for the splits and training.")] = 0,
     concurrency: Annotated[int, typer.Option(help="Workflow executions at once.")] = 8,
@@ -1209,17 +1212,21 @@ def demo(
     table.add_row("model", f"{conf.model_name} v{summary.model_version} (production)")
     table.add_row("validation accuracy", f"{summary.validation_accuracy:.3f}")
     table.add_row("test accuracy", f"{summary.test_accuracy:.3f} on {summary.test_images} images")
-    table.add_row("executions", f"{summary.passed} passed, {summary.failed} failed "
-                  f"(threshold {conf.threshold})")
+    table.add_row(
+        "executions",
+        f"{summary.passed} passed, {summary.failed} failed (threshold {conf.threshold})",
+    )
     table.add_row("failed images", str(summary.failed_images_dir))
-    table.add_row("monitoring report", f"{summary.report_dir}/report.html "
-                  f"({summary.drift_violations} drift violations)")
+    table.add_row(
+        "monitoring report",
+        f"{summary.report_dir}/report.html ({summary.drift_violations} drift violations)",
+    )
     table.add_row("executions list", "scones executions list --status FAILED")
     table.add_row("wall time", f"{time.monotonic() - started:.0f} s")
     out.print(table)
 
 
-def _serve_until_signalled(watcher, children=()) -> None:  # noqa: ANN001
+def _serve_until_signalled(watcher, children=()) -> None:
     """Run ``watcher`` until SIGTERM/SIGINT, then stop it and ``children`` together."""
     import signal
     import threading
@@ -1249,11 +1256,11 @@ def watch(
         str, typer.Option(help="Bucket name the executions' events carry (maps to --store).")
     ] = "scones",
     endpoint_url: Annotated[
-        Optional[str],
+        str | None,
         typer.Option(help="Endpoint the classify function calls. Default: SCONES_ENDPOINT_URL."),
     ] = None,
     threshold: Annotated[
-        Optional[float], typer.Option(help="Routing threshold. Default: SCONES_THRESHOLD.")
+        float | None, typer.Option(help="Routing threshold. Default: SCONES_THRESHOLD.")
     ] = None,
     concurrency: Annotated[int, typer.Option(help="Most executions running at once.")] = 4,
     poll_seconds: Annotated[
@@ -1290,10 +1297,14 @@ def watch(
 
 @app.command()
 def up(
-    model: Annotated[str, typer.Option(help="Model to serve (version, alias, URI or path).")] = "production",
+    model: Annotated[
+        str, typer.Option(help="Model to serve (version, alias, URI or path).")
+    ] = "production",
     port: Annotated[int, typer.Option(help="Endpoint port.")] = 8080,
     dashboard_port: Annotated[int, typer.Option(help="Dashboard port (0: no dashboard).")] = 8090,
-    host: Annotated[str, typer.Option(help="Address the endpoint and dashboard bind to.")] = "127.0.0.1",
+    host: Annotated[
+        str, typer.Option(help="Address the endpoint and dashboard bind to.")
+    ] = "127.0.0.1",
     prefix: Annotated[str, typer.Option(help="Key prefix the watcher watches.")] = "incoming/",
     concurrency: Annotated[int, typer.Option(help="Most executions running at once.")] = 4,
     store: StoreOption = None,

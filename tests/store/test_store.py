@@ -33,7 +33,7 @@ def test_put_get_exists_delete(store: ObjectStore) -> None:
 
 
 def test_get_missing_names_key(store: ObjectStore) -> None:
-    with pytest.raises(ObjectNotFoundError, match="nothing.png"):
+    with pytest.raises(ObjectNotFoundError, match=r"nothing\.png"):
         store.get("nothing.png")
 
 
@@ -76,7 +76,9 @@ def test_copy_and_delete_prefix(store: ObjectStore) -> None:
         ("a//b", "empty segment"),
     ],
 )
-def test_bad_keys_are_rejected_with_the_key_named(store: ObjectStore, key: str, reason: str) -> None:
+def test_bad_keys_are_rejected_with_the_key_named(
+    store: ObjectStore, key: str, reason: str
+) -> None:
     with pytest.raises(InvalidKeyError, match=reason) as info:
         store.put(key, b"x")
     assert repr(key) in str(info.value)

@@ -14,14 +14,30 @@ from scones.workflow.executions import compress_history, decompress_history
 def _history() -> list[dict]:
     payload = json.dumps({"image_data": "QUJD" * 5000, "s3_key": "test/a.png"})
     return [
-        {"type": "ExecutionStarted", "id": 1, "previousEventId": 0,
-         "executionStartedEventDetails": {"input": payload, "roleArn": "arn"}},
-        {"type": "TaskStateEntered", "id": 2, "previousEventId": 1,
-         "stateEnteredEventDetails": {"name": "Serialize", "input": payload}},
-        {"type": "TaskSucceeded", "id": 3, "previousEventId": 2,
-         "taskSucceededEventDetails": {"output": payload, "note": "multi\nline " * 100}},
-        {"type": "ExecutionSucceeded", "id": 4, "previousEventId": 3,
-         "executionSucceededEventDetails": {"output": "{}"}},
+        {
+            "type": "ExecutionStarted",
+            "id": 1,
+            "previousEventId": 0,
+            "executionStartedEventDetails": {"input": payload, "roleArn": "arn"},
+        },
+        {
+            "type": "TaskStateEntered",
+            "id": 2,
+            "previousEventId": 1,
+            "stateEnteredEventDetails": {"name": "Serialize", "input": payload},
+        },
+        {
+            "type": "TaskSucceeded",
+            "id": 3,
+            "previousEventId": 2,
+            "taskSucceededEventDetails": {"output": payload, "note": "multi\nline " * 100},
+        },
+        {
+            "type": "ExecutionSucceeded",
+            "id": 4,
+            "previousEventId": 3,
+            "executionSucceededEventDetails": {"output": "{}"},
+        },
     ]
 
 

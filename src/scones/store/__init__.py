@@ -37,7 +37,9 @@ def open_store(uri: str, *, s3_endpoint_url: str | None = None) -> ObjectStore:
 
         return LocalStore(unquote(parsed.path))
     if parsed.scheme and len(parsed.scheme) > 1:
-        raise StoreError(f"unsupported store URI scheme {parsed.scheme!r} in {uri!r}: use a path, file:// or s3://")
+        raise StoreError(
+            f"unsupported store URI scheme {parsed.scheme!r} in {uri!r}: use a path, file:// or s3://"
+        )
     from scones.store.local import LocalStore
 
     return LocalStore(uri)

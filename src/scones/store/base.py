@@ -52,9 +52,7 @@ class ObjectStore(abc.ABC):
         """Write ``data`` at ``key``, replacing any object there."""
 
     @abc.abstractmethod
-    def put_stream(
-        self, key: str, stream: BinaryIO, *, content_type: str | None = None
-    ) -> None:
+    def put_stream(self, key: str, stream: BinaryIO, *, content_type: str | None = None) -> None:
         """Write everything read from ``stream`` at ``key`` without holding it in memory."""
 
     @abc.abstractmethod

@@ -46,9 +46,7 @@ class LocalStore(ObjectStore):
         with _AtomicFile(self._path(key)) as handle:
             handle.write(data)
 
-    def put_stream(
-        self, key: str, stream: BinaryIO, *, content_type: str | None = None
-    ) -> None:
+    def put_stream(self, key: str, stream: BinaryIO, *, content_type: str | None = None) -> None:
         with _AtomicFile(self._path(key)) as handle:
             shutil.copyfileobj(stream, handle, STREAM_CHUNK_BYTES)
 
@@ -148,9 +146,7 @@ class _AtomicFile:
             raise StoreError(
                 f"cannot write {self.target}: a parent of it is an object, not a folder"
             ) from exc
-        descriptor, self._temp_name = tempfile.mkstemp(
-            prefix=_TEMP_PREFIX, dir=self.target.parent
-        )
+        descriptor, self._temp_name = tempfile.mkstemp(prefix=_TEMP_PREFIX, dir=self.target.parent)
         self._handle = os.fdopen(descriptor, "wb")
         return self._handle
 

@@ -6,7 +6,13 @@ import os
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from scones.store.base import STREAM_CHUNK_BYTES, ObjectInfo, ObjectNotFoundError, ObjectStore, StoreError
+from scones.store.base import (
+    STREAM_CHUNK_BYTES,
+    ObjectInfo,
+    ObjectNotFoundError,
+    ObjectStore,
+    StoreError,
+)
 from scones.store.keys import join_key, validate_key, validate_prefix
 
 if TYPE_CHECKING:
@@ -27,8 +33,10 @@ class S3Store(ObjectStore):
         self.prefix = prefix.strip("/")
         if self.prefix:
             validate_prefix(self.prefix)
-        self.endpoint_url = endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get(
-            "AWS_ENDPOINT_URL"
+        self.endpoint_url = (
+            endpoint_url
+            or os.environ.get("AWS_ENDPOINT_URL_S3")
+            or os.environ.get("AWS_ENDPOINT_URL")
         )
         self._client = client
         self.uri = f"s3://{bucket}/{self.prefix}" if self.prefix else f"s3://{bucket}"
@@ -56,9 +64,7 @@ class S3Store(ObjectStore):
         with _errors(self, key):
             self.client.put_object(Bucket=self.bucket, Key=self._full(key), Body=data, **extra)
 
-    def put_stream(
-        self, key: str, stream: BinaryIO, *, content_type: str | None = None
-    ) -> None:
+    def put_stream(self, key: str, stream: BinaryIO, *, content_type: str | None = None) -> None:
         # upload_fileobj streams in parts; S3 makes the object visible only when complete.
         extra = {"ExtraArgs": {"ContentType": content_type}} if content_type else {}
         with _errors(self, key):
@@ -132,7 +138,9 @@ class _errors:
     def __enter__(self) -> None:
         return None
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> bool:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object
+    ) -> bool:
         if exc is None:
             return False
         from botocore.exceptions import BotoCoreError, ClientError
@@ -142,7 +150,9 @@ class _errors:
             if code in _MISSING_CODES:
                 raise ObjectNotFoundError(self.store.uri, self.key) from None
             if code == "NoSuchBucket":
-                raise StoreError(f"bucket {self.store.bucket!r} does not exist ({self.store.uri})") from None
+                raise StoreError(
+                    f"bucket {self.store.bucket!r} does not exist ({self.store.uri})"
+                ) from None
             raise StoreError(f"S3 error on {self.key!r} in {self.store.uri}: {code} {exc}") from exc
         if isinstance(exc, BotoCoreError):
             raise StoreError(f"S3 error on {self.key!r} in {self.store.uri}: {exc}") from exc
