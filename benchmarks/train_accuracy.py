@@ -6,10 +6,13 @@ For each seed the shared 1000 images are staged into a temporary store (stratifi
 artifact is evaluated through ONNX Runtime on the held-out test images. Each run is a fresh
 process, so wall time and peak RSS are its own.
 
-The same run also trains a plain baseline (same network; crop + flip only, no cutout,
+The same run also trains a plain baseline (one network; crop + flip only, no cutout,
 label smoothing or EMA, 30 epochs) on the same splits, and reports ratios against it.
+``--compare NAME='{"members": 1, "epochs": 100}'`` (repeatable) adds configurations
+(``TrainConfig`` overrides of the defaults) trained on the same splits in the same run.
 
-    .venv/bin/python benchmarks/train_accuracy.py [--seeds 3] [--epochs N] [--device cuda] [--json]
+    .venv/bin/python benchmarks/train_accuracy.py [--seeds 3] [--epochs N] [--device cuda]
+        [--compare NAME=JSON ...] [--no-baseline] [--json]
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_VEHICLES = REPO.parent / "shared" / "data" / "cifar100-vehicles"
-PLAIN = {"epochs": 30, "cutout": 0, "label_smoothing": 0.0, "ema_decay": 0.0}
+PLAIN = {"epochs": 30, "cutout": 0, "label_smoothing": 0.0, "ema_decay": 0.0, "members": 1}
 GOAL_ACCURACY = 0.96
 GOAL_COVERAGE = 0.90
 GOAL_SECONDS = 300.0
@@ -94,6 +97,10 @@ def run_one(source: str, seed: int, overrides: dict[str, Any]) -> dict[str, Any]
         "test_accuracy_at_val_threshold": at.get("selective_accuracy"),
         "temperature": trained.card.temperature,
         "best_epoch": trained.card.training["best_epoch"],
+        "best_epochs": trained.card.training.get("best_epochs"),
+        "members": config.members,
+        "parameters": trained.card.architecture["parameters"],
+        "macs_per_image": trained.card.architecture["macs_per_image"],
         "train_seconds": seconds,
         "peak_rss_mb": peak_kb / 1024.0,
     }
@@ -134,8 +141,30 @@ def main() -> int:
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     parser.add_argument("--source", type=Path, default=SHARED_VEHICLES, help="staged folder")
     parser.add_argument("--no-baseline", action="store_true", help="skip the plain baseline")
+    parser.add_argument(
+        "--no-default",
+        action="store_true",
+        help="skip the defaults (only --compare configurations; CPU runs are bit-reproducible)",
+    )
+    parser.add_argument(
+        "--compare",
+        action="append",
+        default=[],
+        metavar="NAME=JSON",
+        help="also train this configuration (TrainConfig overrides) on the same splits",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args()
+    comparisons: list[tuple[str, dict[str, Any]]] = []
+    for item in args.compare:
+        name, _, text = item.partition("=")
+        try:
+            values = json.loads(text)
+        except ValueError as exc:
+            parser.error(f"--compare {item!r}: not NAME=JSON: {exc}")
+        if not name or not isinstance(values, dict):
+            parser.error(f"--compare {item!r}: expected NAME={{...}}")
+        comparisons.append((name, values))
 
     import torch
 
@@ -152,14 +181,19 @@ def main() -> int:
         + json.dumps(TrainConfig(**overrides).model_dump()),
         file=sys.stderr,
     )
-    print("default config:", file=sys.stderr)
-    default_runs = run_seeds(args.source, args.seeds, overrides)
-    report: dict[str, Any] = {
-        "torch": torch.__version__,
-        "device": device,
-        "seeds": args.seeds,
-        "default": {"runs": default_runs, "summary": summary(default_runs)},
-    }
+    report: dict[str, Any] = {"torch": torch.__version__, "device": device, "seeds": args.seeds}
+    if not args.no_default:
+        print("default config:", file=sys.stderr)
+        default_runs = run_seeds(args.source, args.seeds, overrides)
+        report["default"] = {"runs": default_runs, "summary": summary(default_runs)}
+    for name, values in comparisons:
+        print(f"{name}: {json.dumps(values)}", file=sys.stderr)
+        runs = run_seeds(args.source, args.seeds, {**overrides, **values})
+        report.setdefault("compare", {})[name] = {
+            "overrides": values,
+            "runs": runs,
+            "summary": summary(runs),
+        }
     if not args.no_baseline:
         print("plain baseline:", file=sys.stderr)
         plain_runs = run_seeds(args.source, args.seeds, {**overrides, **PLAIN})
@@ -168,7 +202,8 @@ def main() -> int:
         print(json.dumps(report, indent=2))
         return 0
 
-    rows = [("default", report["default"]["summary"])]
+    rows = [("default", report["default"]["summary"])] if "default" in report else []
+    rows += [(name, entry["summary"]) for name, entry in report.get("compare", {}).items()]
     if "plain" in report:
         rows.append(("plain baseline", report["plain"]["summary"]))
     header = (
@@ -184,7 +219,16 @@ def main() -> int:
             f"{s['train_seconds_mean']:7.1f}±{s['train_seconds_sd']:4.1f} "
             f"{s['peak_rss_mb_max']:11.0f}"
         )
+    if "default" not in report:
+        return 0
     s = report["default"]["summary"]
+    for name, entry in report.get("compare", {}).items():
+        c = entry["summary"]
+        print(
+            f"  {name} vs default: test error "
+            f"{(1 - c['test_accuracy_mean']) / max(1e-9, 1 - s['test_accuracy_mean']):.2f}x, "
+            f"train time {c['train_seconds_mean'] / s['train_seconds_mean']:.2f}x"
+        )
     print("\nratios (default):")
     if "plain" in report:
         p = report["plain"]["summary"]

@@ -159,8 +159,9 @@ def stage(
 def _print_epoch(progress, task, report) -> None:
     """One epoch on the progress bar (``*`` marks the checkpoint kept so far)."""
     marker = " *" if report.best else ""
+    member = f"member {report.member + 1}/{report.members} " if report.members > 1 else ""
     line = (
-        f"epoch {report.epoch}/{report.epochs} loss {report.train_loss:.3f} "
+        f"{member}epoch {report.epoch}/{report.epochs} loss {report.train_loss:.3f} "
         f"val acc {report.val_accuracy:.3f} val loss {report.val_loss:.3f} "
         f"{report.seconds:.1f}s{marker}"
     )
@@ -184,7 +185,14 @@ def train(
         ),
     ] = None,
     epochs: Annotated[
-        int | None, typer.Option("--epochs", help="Training epochs (default 100).")
+        int | None,
+        typer.Option("--epochs", help="Training epochs of each ensemble member (default 34)."),
+    ] = None,
+    members: Annotated[
+        int | None,
+        typer.Option(
+            "--members", help="Networks in the ensemble, logits averaged in one ONNX graph (3)."
+        ),
     ] = None,
     batch_size: Annotated[
         int | None, typer.Option("--batch-size", help="Images per step (default 64).")
@@ -237,6 +245,7 @@ def train(
     values = load_config(config_file) if config_file else {}
     flags = {
         "epochs": epochs,
+        "members": members,
         "batch_size": batch_size,
         "lr": lr,
         "weight_decay": weight_decay,
@@ -258,7 +267,7 @@ def train(
             TimeElapsedColumn(),
             console=console,
         ) as progress:
-            task = progress.add_task("loading data", total=config.epochs)
+            task = progress.add_task("loading data", total=config.epochs * config.members)
             trained = train_model(
                 target,
                 config,

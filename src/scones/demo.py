@@ -26,7 +26,7 @@ from scones.store import ObjectStore, open_store
 
 DEMO_BUCKET = "scones"
 OOD_PREFIX = "demo/out-of-distribution/"
-FAST_EPOCHS = 8
+FAST_EPOCHS = 4  # per ensemble member
 
 
 @dataclass
@@ -185,7 +185,7 @@ def _stage_and_train(
         values["epochs"] = epochs
     config = make_config(values)
     model_dir = conf.home / "demo-model"
-    with stages.stage("train", total=config.epochs) as step:
+    with stages.stage("train", total=config.epochs * config.members) as step:
 
         def on_epoch(epoch: Any) -> None:
             step(info=f"loss {epoch.train_loss:.3f}  val acc {epoch.val_accuracy:.3f}")

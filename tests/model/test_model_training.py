@@ -41,7 +41,15 @@ from scones.model.train import (
 )
 from scones.store import open_store
 
-TINY = {"epochs": 6, "width": 8, "batch_size": 16, "lr": 0.05, "cutout": 0, "device": "cpu"}
+TINY = {
+    "epochs": 6,
+    "width": 8,
+    "batch_size": 16,
+    "lr": 0.05,
+    "cutout": 0,
+    "device": "cpu",
+    "members": 1,
+}
 
 
 @pytest.fixture(scope="module")
@@ -152,6 +160,47 @@ def test_training_is_deterministic_for_a_seed(staged: Path) -> None:
     assert not all(torch.equal(first[k], other[k]) for k in first)
 
 
+def test_ensemble_is_one_graph_averaging_its_members(staged: Path, tmp_path: Path) -> None:
+    from safetensors.torch import load_file
+
+    store = open_store(str(staged))
+    config = {**TINY, "epochs": 2}
+    trained = train_model(
+        store, TrainConfig(**{**config, "members": 2}), tmp_path / "m", name="ensemble"
+    )
+    card = read_card(trained.model_dir)
+    single = VehicleNet(2, TINY["width"])
+    assert card.architecture["members"] == 2
+    assert card.architecture["parameters"] == 2 * count_parameters(single)
+    assert card.architecture["macs_per_image"] == 2 * 2 * count_macs(single)  # members x flip
+    assert len(card.training["best_epochs"]) == 2
+    assert [row["member"] for row in card.training["history"]] == [0, 0, 1, 1]
+
+    weights = load_file(str(trained.model_dir / MODEL_WEIGHTS))
+    nets = []
+    for member in range(2):
+        net = VehicleNet(2, TINY["width"])
+        prefix = f"members.{member}."
+        net.load_state_dict(
+            {k[len(prefix) :]: v for k, v in weights.items() if k.startswith(prefix)}
+        )
+        nets.append(net.eval())
+    first, second = (net.state_dict() for net in nets)
+    assert not all(torch.equal(first[k], second[k]) for k in first)  # seeds differ
+
+    # Member 0 is exactly the single-network run with the same seed.
+    prep = Preprocessing()
+    alone = fit(TrainConfig(**config), load_training_data(store, prep), prep).net.state_dict()
+    assert all(torch.equal(alone[k], first[k]) for k in alone)
+
+    inputs = np.random.default_rng(5).normal(size=(3, 3, 32, 32)).astype(np.float32)
+    with torch.no_grad():
+        t = torch.from_numpy(inputs)
+        expected = sum(0.5 * (net(t) + net(t.flip(3))) for net in nets) / 2
+    actual = OnnxClassifier(trained.model_dir).logits(inputs)
+    assert np.abs(actual - expected.numpy()).max() < 1e-4
+
+
 def test_macs_are_counted() -> None:
     net = VehicleNet(2, width=32)
     assert 90e6 < count_macs(net) < 100e6  # one view; the served graph runs two (flip)
@@ -220,6 +269,9 @@ def test_config_file_and_bad_hyperparameters(tmp_path: Path) -> None:
     bad.write_text(json.dumps({"epochs": 0, "learning_rate": 1}))
     with pytest.raises(UsageError, match=r"epochs=0.*learning_rate"):
         make_config(load_config(bad))
+    for members in (0, 9):
+        with pytest.raises(UsageError, match=f"members={members}"):
+            make_config({"members": members})
     with pytest.raises(UsageError, match="not valid"):
         broken = tmp_path / "broken.json"
         broken.write_text("{")

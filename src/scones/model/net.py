@@ -10,6 +10,8 @@ multiply-accumulates (0.11 GFLOP) per 32x32 image and view; the served graph run
 
 :class:`FlipAveragedClassifier` averages the logits of an image and of its mirror image; the
 ONNX export wraps the network in it, so serving gets test-time augmentation in one call.
+:class:`EnsembleClassifier` averages the logits of several networks trained with different
+seeds (``TrainConfig.members``); it too sits inside the one exported graph.
 """
 
 from __future__ import annotations
@@ -66,6 +68,22 @@ class VehicleNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x)) * self.logit_scale
+
+
+class EnsembleClassifier(nn.Module):
+    """Mean logits of several independently trained networks (one graph, one call)."""
+
+    def __init__(self, nets: list[nn.Module]) -> None:
+        super().__init__()
+        if not nets:
+            raise ValueError("an ensemble needs at least one network")
+        self.members = nn.ModuleList(nets)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits = self.members[0](x)
+        for member in self.members[1:]:
+            logits = logits + member(x)
+        return logits / len(self.members)
 
 
 class FlipAveragedClassifier(nn.Module):

@@ -50,7 +50,13 @@ from scones.model.baseline import build_baseline
 from scones.model.calibrate import fit_temperature, negative_log_likelihood
 from scones.model.dataset import ImageSet, load_split
 from scones.model.evaluate import classification_metrics, predict_pixels
-from scones.model.net import FlipAveragedClassifier, VehicleNet, count_macs, count_parameters
+from scones.model.net import (
+    EnsembleClassifier,
+    FlipAveragedClassifier,
+    VehicleNet,
+    count_macs,
+    count_parameters,
+)
 from scones.model.preprocess import Preprocessing, normalize_hwc_uint8
 from scones.store import ObjectStore
 
@@ -67,7 +73,7 @@ class TrainConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    epochs: int = Field(default=100, ge=1, le=10_000)
+    epochs: int = Field(default=34, ge=1, le=10_000, description="per ensemble member")
     batch_size: int = Field(default=64, ge=2, le=65_536)
     lr: float = Field(default=0.1, gt=0.0, description="peak learning rate (SGD-Nesterov)")
     momentum: float = Field(default=0.9, ge=0.0, lt=1.0)
@@ -82,6 +88,14 @@ class TrainConfig(BaseModel):
     seed: int = 0
     device: str = Field(default="auto", description="auto, cpu, cuda or cuda:N")
     threads: int | None = Field(default=None, ge=1, description="CPU threads; default all")
+    # Three 34-epoch networks cost what one 100-epoch network did and calibrate better
+    # (docs/benchmarks-model.md, "Ensemble").
+    members: int = Field(
+        default=3,
+        ge=1,
+        le=8,
+        description="networks trained with different seeds, logits averaged in one graph",
+    )
 
 
 def load_config(path: Path) -> dict[str, Any]:
@@ -194,14 +208,18 @@ class EpochReport:
     lr: float
     seconds: float
     best: bool
+    member: int = 0  # which ensemble member (0-based) this epoch belongs to
+    members: int = 1
 
 
 @dataclass
 class FitResult:
-    net: VehicleNet  # the selected weights, on CPU, eval mode
-    best_epoch: int
+    # The selected weights, on CPU, eval mode: a VehicleNet, or an EnsembleClassifier of them.
+    net: torch.nn.Module
+    best_epoch: int  # of the first member
     history: list[dict[str, float]] = field(default_factory=list)
     seconds: float = 0.0
+    best_epochs: list[int] = field(default_factory=list)  # one per member
 
 
 def learning_rate_factor(step: int, total_steps: int, warmup_steps: int) -> float:
@@ -228,6 +246,11 @@ def flip_averaged_logits(
     return torch.cat([wrapped(inputs[i : i + batch]) for i in range(0, len(inputs), batch)])
 
 
+def member_seed(seed: int, member: int) -> int:
+    """Member 0 uses the run's seed (so one member reproduces a single-network run)."""
+    return seed + 1_000_003 * member
+
+
 def fit(
     config: TrainConfig,
     data: TrainingData,
@@ -235,21 +258,60 @@ def fit(
     *,
     on_epoch: Callable[[EpochReport], None] | None = None,
 ) -> FitResult:
+    """Train ``config.members`` networks (seeds from ``config.seed``), each selected on
+    validation; with more than one, the result is their logit-averaging ensemble."""
     device = select_device(config.device)
     torch.set_num_threads(config.threads or os.cpu_count() or 1)
-    torch.manual_seed(config.seed)
     if device.type == "cuda":
         torch.backends.cudnn.deterministic = True
         torch.backends.cudnn.benchmark = False
-    generator = torch.Generator().manual_seed(config.seed)
     memory_format = torch.channels_last  # faster convolutions with oneDNN and cuDNN
-
     train_x = to_tensor(data.train, prep, device).contiguous(memory_format=memory_format)
     train_y = torch.from_numpy(data.train.labels).to(device)
     val_x = to_tensor(data.validation, prep, device).contiguous(memory_format=memory_format)
     val_y = torch.from_numpy(data.validation.labels).to(device)
 
-    net = VehicleNet(len(data.class_names), config.width).to(device, memory_format=memory_format)
+    started = time.perf_counter()
+    nets: list[VehicleNet] = []
+    best_epochs: list[int] = []
+    history: list[dict[str, float]] = []
+    for member in range(config.members):
+        net, best_epoch, member_history = fit_member(
+            config,
+            member,
+            len(data.class_names),
+            (train_x, train_y),
+            (val_x, val_y),
+            data.validation.labels,
+            device,
+            on_epoch,
+        )
+        nets.append(net)
+        best_epochs.append(best_epoch)
+        history += member_history
+    combined: torch.nn.Module = nets[0] if len(nets) == 1 else EnsembleClassifier(nets).eval()
+    return FitResult(combined, best_epochs[0], history, time.perf_counter() - started, best_epochs)
+
+
+def fit_member(
+    config: TrainConfig,
+    member: int,
+    num_classes: int,
+    train: tuple[torch.Tensor, torch.Tensor],
+    validation: tuple[torch.Tensor, torch.Tensor],
+    val_labels: np.ndarray,
+    device: torch.device,
+    on_epoch: Callable[[EpochReport], None] | None,
+) -> tuple[VehicleNet, int, list[dict[str, float]]]:
+    """One network: the loop, EMA, and best-epoch selection on validation."""
+    seed = member_seed(config.seed, member)
+    torch.manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed)
+    memory_format = torch.channels_last
+    train_x, train_y = train
+    val_x, val_y = validation
+
+    net = VehicleNet(num_classes, config.width).to(device, memory_format=memory_format)
     ema = copy.deepcopy(net) if config.ema_decay > 0 else net
     decay_params = [p for p in net.parameters() if p.ndim > 1]
     other_params = [p for p in net.parameters() if p.ndim <= 1]  # BatchNorm: no weight decay
@@ -276,7 +338,6 @@ def fit(
     best_state: dict[str, torch.Tensor] = {}
     best_epoch = 0
     history: list[dict[str, float]] = []
-    started = time.perf_counter()
     step = 0
     for epoch in range(1, config.epochs + 1):
         epoch_start = time.perf_counter()
@@ -308,9 +369,7 @@ def fit(
 
         logits = flip_averaged_logits(ema, val_x).float()
         val_accuracy = float((logits.argmax(1) == val_y).float().mean())
-        val_loss = negative_log_likelihood(
-            logits.cpu().numpy(), data.validation.labels, temperature=1.0
-        )
+        val_loss = negative_log_likelihood(logits.cpu().numpy(), val_labels, temperature=1.0)
         key = (val_accuracy, -val_loss)
         improved = best_key is None or key > best_key
         if improved:
@@ -325,22 +384,23 @@ def fit(
             lr=float(scheduler.get_last_lr()[0]),
             seconds=time.perf_counter() - epoch_start,
             best=improved,
+            member=member,
+            members=config.members,
         )
-        history.append(
-            {
-                "epoch": epoch,
-                "train_loss": report.train_loss,
-                "val_accuracy": val_accuracy,
-                "val_loss": val_loss,
-            }
-        )
+        row = {
+            "epoch": epoch,
+            "train_loss": report.train_loss,
+            "val_accuracy": val_accuracy,
+            "val_loss": val_loss,
+        }
+        history.append(row if config.members == 1 else {"member": member, **row})
         if on_epoch is not None:
             on_epoch(report)
 
-    selected = VehicleNet(len(data.class_names), config.width)
+    selected = VehicleNet(num_classes, config.width)
     selected.load_state_dict(best_state)
     selected.eval()
-    return FitResult(selected, best_epoch, history, time.perf_counter() - started)
+    return selected, best_epoch, history
 
 
 # --- 4. ONNX export -------------------------------------------------------------------------
@@ -429,9 +489,13 @@ def write_artifact(
         architecture={
             "name": "VehicleNet",
             "width": config.width,
+            "members": config.members,
             "parameters": count_parameters(net),
             "macs_per_image": 2 * count_macs(net, input_shape),  # x2: flip-averaged graph
             "test_time_augmentation": "horizontal flip, logits averaged in the graph",
+            "ensemble": "none"
+            if config.members == 1
+            else f"{config.members} VehicleNets (seeds differ), logits averaged in the graph",
         },
     )
     (model_dir / MODEL_JSON).write_text(card.model_dump_json(indent=2))
@@ -477,6 +541,7 @@ def write_artifact(
         "n_train": len(data.train),
         "n_validation": len(data.validation),
         "best_epoch": fit_result.best_epoch,
+        "best_epochs": fit_result.best_epochs or [fit_result.best_epoch],
         "seconds": round(fit_result.seconds, 2),
         "history": fit_result.history,
         "source": data.source,
