@@ -89,7 +89,7 @@ class TrainConfig(BaseModel):
     device: str = Field(default="auto", description="auto, cpu, cuda or cuda:N")
     threads: int | None = Field(default=None, ge=1, description="CPU threads; default all")
     # Three 34-epoch networks cost what one 100-epoch network did and calibrate better
-    # (docs/benchmarks-model.md, "Ensemble").
+    # (docs/benchmarks.md, "Ensemble").
     members: int = Field(
         default=3,
         ge=1,

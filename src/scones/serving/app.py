@@ -97,7 +97,7 @@ def available_cpus() -> int:
 def resolve_intra_op_threads(requested: int) -> int:
     """0 (auto): one ONNX Runtime thread per available CPU but one, which is left to the event
     loop and decoding (on 2 cores, one thread: measured 2x less CPU per image than two, whose
-    pool spins against the HTTP side; see docs/benchmarks-serving.md)."""
+    pool spins against the HTTP side; see docs/benchmarks.md)."""
     return requested if requested > 0 else max(1, available_cpus() - 1)
 
 
