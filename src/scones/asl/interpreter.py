@@ -986,26 +986,7 @@ def _run_parallel(
         run.emit(track, "ParallelStateSucceeded")
         return _finish_result(run, s, raw, result, scope, track, now)
 
-    def failed() -> None:
-        run.emit(track, "ParallelStateFailed")
-
-    try:
-        out, assigned = _guard(
-            run,
-            s,
-            entered,
-            lambda: run.with_retry(s, track, _guarded(run, s, track, entered, attempt), failed),
-            track,
-        )
-    except StatesError as err:
-        caught = run.catch(s, err, raw, track, entered, now)
-        if caught is None:
-            track.in_state = None
-            err.failed_state = s.type  # type: ignore[attr-defined]
-            raise
-        return caught
-    run.exit(s, out, track, assigned, entered)
-    return out, s.next
+    return _run_branching_state(run, s, track, entered, raw, now, attempt, "ParallelStateFailed")
 
 
 def _finish_result(
@@ -1263,8 +1244,16 @@ def _run_map(
         track.prev = prev
         return _finish_result(run, s, raw, result, scope, track, now)
 
+    return _run_branching_state(run, s, track, entered, raw, now, attempt, "MapStateFailed")
+
+
+def _run_branching_state(
+    run: Any, s: Any, track: Any, entered: Any, raw: Any, now: Any, attempt: Any, failed_event: str
+) -> Any:
+    """Retry, Catch and exit of a Parallel or Map state around one ``attempt``."""
+
     def failed() -> None:
-        run.emit(track, "MapStateFailed")
+        run.emit(track, failed_event)
 
     try:
         out, assigned = _guard(
