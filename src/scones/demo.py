@@ -83,14 +83,13 @@ class _Stages:
 
     @contextmanager
     def stage(self, name: str, total: float | None = None) -> Iterator[Any]:
-        task = self.progress.add_task(name, total=total)
+        # Every task carries an `info` field so the last column always renders.
+        task = self.progress.add_task(name, total=total, info="")
         started = time.monotonic()
 
         def advance(step: float = 1.0, **fields: Any) -> None:
             self.progress.update(task, advance=step, **fields)
 
-        advance.task = task  # type: ignore[attr-defined]
-        advance.progress = self.progress  # type: ignore[attr-defined]
         yield advance
         self.summary.seconds[name] = round(time.monotonic() - started, 1)
         self.progress.update(task, total=total or 1, completed=total or 1)
@@ -113,7 +112,6 @@ def run_demo(options: DemoOptions, conf: Settings, console: Console) -> DemoSumm
     )
     with progress:
         stages = _Stages(progress, summary)
-        _add_info_default(progress)
         model_dir = _stage_and_train(options, conf, store, stages, summary)
 
         port = free_port()
@@ -145,17 +143,6 @@ def run_demo(options: DemoOptions, conf: Settings, console: Console) -> DemoSumm
                 endpoint.stop()
         _monitor(conf, model_dir, stages, summary)
     return summary
-
-
-def _add_info_default(progress: Progress) -> None:
-    # Every task carries an `info` field so the last column always renders.
-    original = progress.add_task
-
-    def add_task(description: str, **kwargs: Any) -> Any:
-        kwargs.setdefault("info", "")
-        return original(description, **kwargs)
-
-    progress.add_task = add_task  # type: ignore[method-assign]
 
 
 def _stage_and_train(

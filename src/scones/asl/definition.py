@@ -448,6 +448,15 @@ def _error_equals(spec: dict[str, Any], loc: str, problems: list[str]) -> bool:
     return True
 
 
+# Retrier fields that take a number: (check, what the error says it must be).
+_RETRIER_NUMBERS: dict[str, tuple[Any, str]] = {
+    "IntervalSeconds": (lambda v: _is_int(v) and v >= 1, "a positive integer"),
+    "MaxAttempts": (lambda v: _is_int(v) and v >= 0, "a non-negative integer"),
+    "BackoffRate": (lambda v: _is_num(v) and v >= 1, "a number >= 1.0"),
+    "MaxDelaySeconds": (lambda v: _is_int(v) and v >= 1, "a positive integer"),
+}
+
+
 def _compile_retry(node: Any, loc: str, problems: list[str]) -> list[Retrier]:
     if not isinstance(node, list):
         problems.append(f"{loc}: must be an array of retriers, got {json.dumps(node)}")
@@ -462,33 +471,10 @@ def _compile_retry(node: Any, loc: str, problems: list[str]) -> list[Retrier]:
         for k in r:
             if k not in RETRY_FIELDS:
                 problems.append(f"{rloc}/{k}: unknown field {k!r} in a retrier")
-        if "IntervalSeconds" in r and (
-            not _is_int(r["IntervalSeconds"]) or r["IntervalSeconds"] < 1
-        ):
-            problems.append(
-                f"{rloc}/IntervalSeconds: must be a positive integer, got "
-                f"{json.dumps(r['IntervalSeconds'])}"
-            )
-            ok = False
-        if "MaxAttempts" in r and (not _is_int(r["MaxAttempts"]) or r["MaxAttempts"] < 0):
-            problems.append(
-                f"{rloc}/MaxAttempts: must be a non-negative integer, got "
-                f"{json.dumps(r['MaxAttempts'])}"
-            )
-            ok = False
-        if "BackoffRate" in r and (not _is_num(r["BackoffRate"]) or r["BackoffRate"] < 1):
-            problems.append(
-                f"{rloc}/BackoffRate: must be a number >= 1.0, got {json.dumps(r['BackoffRate'])}"
-            )
-            ok = False
-        if "MaxDelaySeconds" in r and (
-            not _is_int(r["MaxDelaySeconds"]) or r["MaxDelaySeconds"] < 1
-        ):
-            problems.append(
-                f"{rloc}/MaxDelaySeconds: must be a positive integer, got "
-                f"{json.dumps(r['MaxDelaySeconds'])}"
-            )
-            ok = False
+        for field, (valid, meaning) in _RETRIER_NUMBERS.items():
+            if field in r and not valid(r[field]):
+                problems.append(f"{rloc}/{field}: must be {meaning}, got {json.dumps(r[field])}")
+                ok = False
         if "JitterStrategy" in r and r["JitterStrategy"] not in ("FULL", "NONE"):
             problems.append(
                 f'{rloc}/JitterStrategy: must be "FULL" or "NONE", got '
