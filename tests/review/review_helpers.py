@@ -1,0 +1,111 @@
+"""Real traffic for the review tests: the endpoint with data capture, the real workflow."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from conftest import SHARED_VEHICLES, free_port, noise_png, solid_png
+from scones.data.layout import parse_lst
+
+SCONES = str(Path(sys.executable).with_name("scones"))
+BUCKET = "scones-review-test"
+RED, BLUE = solid_png((200, 30, 30)), solid_png((30, 30, 200))
+
+
+def wait_http(url: str, process: subprocess.Popen, timeout: float = 90.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"{process.args} exited with {process.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError(f"nothing answered {url} within {timeout} s")
+
+
+@contextmanager
+def capturing_endpoint(model_dir: Path, home: Path) -> Iterator[tuple[str, Path]]:
+    """`scones serve` with data capture into home/capture; yields (url, capture folder)."""
+    capture = home / "capture"
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SCONES_")}
+    env["SCONES_HOME"] = str(home)
+    process = subprocess.Popen(
+        [
+            *(SCONES, "serve", "--model", str(model_dir), "--port", str(port)),
+            *("--capture-uri", str(capture), "--log-level", "warning"),
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(url + "/ping", process)
+        yield url, capture
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)  # graceful: the endpoint flushes its capture
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def shared_images(count: int) -> dict[str, bytes]:
+    """``count`` real CIFAR-100 images of the shared data, by file name."""
+    entries = parse_lst((SHARED_VEHICLES / "train.lst").read_text(), source="train.lst")
+    return {e.path: (SHARED_VEHICLES / "train" / e.path).read_bytes() for e in entries[:count]}
+
+
+def traffic_images() -> dict[str, bytes]:
+    """Shared photos (most unsure for the colour model), two confident colours, noise."""
+    images = {f"photo-{name}": data for name, data in shared_images(6).items()}
+    images.update({"red.png": RED, "blue.png": BLUE, "noise.png": noise_png(5)})
+    return images
+
+
+def run_workflow(store_root: Path, db_path: Path, url: str, images: dict[str, bytes], monkeypatch):
+    """One execution per image through the real state machine, functions and endpoint."""
+    from scones.functions.classify_image import close_idle_connections
+    from scones.store import open_store
+    from scones.workflow.executions import ExecutionStore
+    from scones.workflow.runs import bucket_env_name, run_single_executions
+
+    store = open_store(str(store_root))
+    for name, data in images.items():
+        store.put(f"incoming/{name}", data)
+    monkeypatch.setenv("SCONES_ENDPOINT_URL", url)
+    monkeypatch.setenv("THRESHOLD", "0.93")
+    monkeypatch.setenv(bucket_env_name(BUCKET), str(store_root))
+    try:
+        with ExecutionStore(db_path) as db:
+            records = run_single_executions(
+                db, BUCKET, [f"incoming/{name}" for name in images], concurrency=2
+            )
+    finally:
+        close_idle_connections()
+    return {r.input["s3_key"]: r for r in records}
+
+
+def wait_captured(capture: Path, expected: int, timeout: float = 30.0) -> None:
+    def count() -> int:
+        return sum(len(p.read_text().splitlines()) for p in capture.rglob("*.jsonl"))
+
+    deadline = time.monotonic() + timeout
+    while count() < expected and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert count() == expected
