@@ -109,3 +109,68 @@ def wait_captured(capture: Path, expected: int, timeout: float = 30.0) -> None:
     while count() < expected and time.monotonic() < deadline:
         time.sleep(0.2)
     assert count() == expected
+
+
+def colour_model(
+    model_dir: Path,
+    *,
+    strength: float = 4.0,
+    version: int = 1,
+    class_names: tuple[str, ...] = ("bicycle", "motorcycle"),
+    training: dict | None = None,
+) -> Path:
+    """The conftest's tiny colour model with its strength as a knob: negative is backwards
+    (red says motorcycle), so it is a deliberately worse candidate."""
+    import json
+
+    from conftest import build_tiny_model
+    from scones.model.artifact import MODEL_JSON, MODEL_ONNX
+
+    build_tiny_model(model_dir, version=version)
+    if strength != 4.0:
+        import numpy as np
+        import onnx
+        from onnx import numpy_helper
+
+        model = onnx.load(str(model_dir / MODEL_ONNX))
+        for tensor in model.graph.initializer:
+            values = numpy_helper.to_array(tensor) * np.float32(strength / 4.0)
+            tensor.CopyFrom(numpy_helper.from_array(values.astype(np.float32), tensor.name))
+        (model_dir / MODEL_ONNX).write_bytes(model.SerializeToString())
+    card = json.loads((model_dir / MODEL_JSON).read_text())
+    card["class_names"] = list(class_names)
+    card["training"] = training or {}
+    (model_dir / MODEL_JSON).write_text(json.dumps(card))
+    return model_dir
+
+
+def colour_layout(root: Path, *, per_class: int = 12, seed: int = 1) -> Path:
+    """A staged layout of textured reddish (bicycle) and bluish (motorcycle) images, some
+    faint enough to be unsure, in train, validation and test."""
+    import io
+    import json
+
+    import numpy as np
+    from PIL import Image
+
+    from scones.data.layout import LstEntry, format_lst
+
+    rng = np.random.default_rng(seed)
+    folders = {"train": "train", "validation": "train", "test": "test"}
+    for split, count in (("train", per_class), ("validation", per_class // 2), ("test", per_class)):
+        entries = []
+        for index in range(2 * count):
+            label = index % 2
+            tint = rng.uniform(-6, 45)  # below 0: the image leans the other way
+            pixels = rng.integers(70, 186, (32, 32, 3)).astype(np.float64)
+            pixels[..., 0 if label == 0 else 2] += tint
+            pixels[..., 2 if label == 0 else 0] -= tint
+            buffer = io.BytesIO()
+            Image.fromarray(pixels.clip(0, 255).astype(np.uint8), "RGB").save(buffer, "PNG")
+            name = f"{split}-{index:03d}.png"
+            (root / folders[split]).mkdir(parents=True, exist_ok=True)
+            (root / folders[split] / name).write_bytes(buffer.getvalue())
+            entries.append(LstEntry(index, label, name))
+        (root / f"{split}.lst").write_text(format_lst(entries))
+    (root / "dataset.json").write_text(json.dumps({"class_names": ["bicycle", "motorcycle"]}))
+    return root
