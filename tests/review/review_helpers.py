@@ -174,3 +174,78 @@ def colour_layout(root: Path, *, per_class: int = 12, seed: int = 1) -> Path:
         (root / f"{split}.lst").write_text(format_lst(entries))
     (root / "dataset.json").write_text(json.dumps({"class_names": ["bicycle", "motorcycle"]}))
     return root
+
+
+def queue_with_photos(
+    db_path: Path, store_root: Path, count: int, classes=("bicycle", "motorcycle")
+):
+    """A review queue of ``count`` real photos in a local store, as threshold failures would
+    leave them (pending, unsure, closest to the boundary first)."""
+    import hashlib
+    from datetime import UTC, datetime, timedelta
+
+    from scones.review.queue import ItemCandidate, ReviewQueue
+    from scones.store import open_store
+
+    store = open_store(str(store_root))
+    queue = ReviewQueue(db_path, classes=classes)
+    for number, (name, data) in enumerate(shared_images(count).items()):
+        store.put(f"incoming/{name}", data)
+        confidence = 0.55 + 0.02 * number
+        queue.add(
+            ItemCandidate(
+                image_sha256=hashlib.sha256(data).hexdigest(),
+                store_uri=store.uri,
+                image_key=f"incoming/{name}",
+                capture_line=None,
+                predicted_class=classes[number % 2],
+                confidence=confidence,
+                margin=2 * confidence - 1,
+                threshold=0.93,
+                model_version="1",
+                observed_at=datetime(2026, 11, 26, tzinfo=UTC) + timedelta(minutes=number),
+            ),
+            source="execution",
+            ref=f"execution-{number}",
+        )
+    return queue
+
+
+@contextmanager
+def serving(app) -> Iterator[str]:
+    """``app`` on a real uvicorn server on loopback; yields its URL."""
+    import threading
+
+    import uvicorn
+
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", ws="none")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+def http(url: str, body: bytes | None = None, method: str | None = None):
+    """(status, headers, body) of one request; 4xx and 5xx answers too."""
+    import urllib.error
+
+    request = urllib.request.Request(
+        url, data=body, method=method or ("POST" if body is not None else "GET")
+    )
+    if body is not None:
+        request.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(request, timeout=20) as response:
+            return response.status, dict(response.headers), response.read()
+    except urllib.error.HTTPError as error:
+        with error:
+            return error.code, dict(error.headers), error.read()
