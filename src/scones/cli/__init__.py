@@ -28,6 +28,7 @@ import typer
 
 from scones import __version__
 from scones.cli import data, model, monitor, service, serving, workflow
+from scones.cli.options import user_message
 from scones.cli.render import console, out
 from scones.errors import SconesError
 
@@ -76,7 +77,7 @@ def main() -> None:
     except SconesError as exc:
         # The message is the user's data (keys, paths): print it verbatim, never as markup.
         console.print("error:", style="bold red", end=" ")
-        console.print(str(exc), highlight=False, soft_wrap=True, markup=False)
+        console.print(user_message(exc), highlight=False, soft_wrap=True, markup=False)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         console.print("aborted")

@@ -88,63 +88,57 @@ def train(
     ] = None,
 ) -> None:
     """Train the classifier on a staged layout, then register (and optionally promote) it."""
-    import shutil
-    import tempfile
-
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from scones.model.registry import promote, register
-    from scones.model.train import TrainConfig, load_config, make_config, train_model
+    from scones.model.publish import train_and_register
+    from scones.model.registry import DEFAULT_ALIAS
+    from scones.model.train import training_config
 
-    values = load_config(config_file) if config_file else {}
-    flags = {
-        "epochs": epochs,
-        "members": members,
-        "batch_size": batch_size,
-        "lr": lr,
-        "weight_decay": weight_decay,
-        "label_smoothing": label_smoothing,
-        "width": width,
-        "cutout": cutout,
-        "seed": seed,
-        "device": device,
-        "threads": threads,
-    }
-    values.update({k: v for k, v in flags.items() if v is not None})
-    config: TrainConfig = make_config(values)
+    config = training_config(
+        config_file,
+        {
+            "epochs": epochs,
+            "members": members,
+            "batch_size": batch_size,
+            "lr": lr,
+            "weight_decay": weight_decay,
+            "label_smoothing": label_smoothing,
+            "width": width,
+            "cutout": cutout,
+            "seed": seed,
+            "device": device,
+            "threads": threads,
+        },
+    )
     model_name = name or settings().model_name
     target = open_configured_store(store)
-    with tempfile.TemporaryDirectory(prefix="scones-train-") as tmp:
-        with Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            TimeElapsedColumn(),
-            console=console,
-        ) as progress:
-            task = progress.add_task("loading data", total=config.epochs * config.members)
-            trained = train_model(
-                target,
-                config,
-                Path(tmp) / "model",
-                name=model_name,
-                prefix=prefix,
-                on_epoch=lambda report: _print_epoch(progress, task, report),
-            )
-        registered = register(target, trained.model_dir, model_name)
-        if output is not None:
-            shutil.copytree(trained.model_dir, output, dirs_exist_ok=True)
-    metrics = trained.metrics
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=console
+    ) as progress:
+        task = progress.add_task("loading data", total=config.epochs * config.members)
+        published = train_and_register(
+            target,
+            config,
+            name=model_name,
+            prefix=prefix,
+            keep_dir=output,
+            promote_to=DEFAULT_ALIAS if promote_it else None,
+            on_epoch=lambda report: _print_epoch(progress, task, report),
+        )
+    metrics, card, registered = published.metrics, published.card, published.registered
     out.print(
         f"registered {model_name} version {registered.version}: {registered.uri}\n"
         f"validation accuracy {metrics['accuracy']:.4f} (n={metrics['n']}), "
-        f"temperature {trained.card.temperature:.3f}, ECE {metrics['ece']:.4f}, "
-        f"best epoch {trained.card.training['best_epoch']}, "
-        f"{trained.card.training['seconds']:.0f} s on {trained.card.training['device_used']}",
+        f"temperature {card.temperature:.3f}, ECE {metrics['ece']:.4f}, "
+        f"best epoch {card.training['best_epoch']}, "
+        f"{card.training['seconds']:.0f} s on {card.training['device_used']}",
         highlight=False,
     )
-    if promote_it:
-        previous = promote(target, model_name, registered.version)
-        out.print(f"promoted version {registered.version} to production (was {previous})")
+    if published.promoted_alias:
+        out.print(
+            f"promoted version {registered.version} to {published.promoted_alias} "
+            f"(was {published.previous_version})"
+        )
 
 
 def _risk_coverage_table(result: dict):
@@ -206,20 +200,24 @@ def evaluate(
 
     from rich.table import Table
 
-    from scones.model.evaluate import evaluate_model
-    from scones.model.registry import has_registry, resolve_model
+    from scones.model.evaluate import evaluate_reference
+    from scones.model.registry import registry_store_for
     from scones.store import open_store
 
     conf = settings()
-    registry_store = open_configured_store(store)
-    data_store = open_store(data, s3_endpoint_url=conf.s3_endpoint_url) if data else registry_store
-    if store is None and data and has_registry(data_store, conf.model_name):
-        # `scones train --store S` registers into S; evaluating S needs no second --store S.
-        registry_store = data_store
-    model_dir = resolve_model(model, store=registry_store, cache_dir=conf.cache_dir)
-    result = evaluate_model(
-        model_dir,
+    configured = open_configured_store(store)
+    data_store = open_store(data, s3_endpoint_url=conf.s3_endpoint_url) if data else configured
+    registry = registry_store_for(
+        data_store if data else None,
+        configured,
+        conf.model_name,
+        configured_is_explicit=store is not None,
+    )
+    result = evaluate_reference(
+        model,
         data_store,
+        registry=registry,
+        cache_dir=conf.cache_dir,
         split=split,
         threshold=conf.threshold if threshold is None else threshold,
         target_precision=target_precision,
@@ -294,19 +292,8 @@ def models_list(
     model_name = name or settings().model_name
     versions = list_versions(open_configured_store(store), model_name)
     if json_output:
-        for v in versions:
-            typer.echo(
-                json.dumps(
-                    {
-                        "name": v.name,
-                        "version": v.version,
-                        "uri": v.uri,
-                        "size": v.size,
-                        "registered_at": v.registered_at.isoformat(),
-                        "aliases": list(v.aliases),
-                    }
-                )
-            )
+        for version in versions:
+            typer.echo(json.dumps(version.to_dict()))
         return
     table = Table(title=f"model {model_name}")
     for column in ("version", "aliases", "registered", "size", "uri"):

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from scones.errors import ParameterError, SconesError
 from scones.settings import Settings, get_settings
 
 if TYPE_CHECKING:
@@ -74,3 +75,26 @@ def open_configured_store(store: str | None) -> ObjectStore:
     from scones.store import open_store
 
     return open_store(store_uri(store), s3_endpoint_url=settings().s3_endpoint_url)
+
+
+# A library error names the parameter (``config_file``); the user typed a flag (``--config``).
+# Parameters whose flag is not simply ``--`` + the name with ``-`` for ``_``:
+_FLAG_OF_PARAMETER = {
+    "config_file": "--config",
+    "keys": "--key",
+    "random_count": "--random",
+    "model_ref": "--model",
+    "out_dir": "--out",
+}
+
+
+def flag_for(parameter: str) -> str:
+    """The command-line flag that sets library parameter ``parameter``."""
+    return _FLAG_OF_PARAMETER.get(parameter, "--" + parameter.replace("_", "-"))
+
+
+def user_message(error: SconesError) -> str:
+    """An error's message as the CLI user should read it: flags, not parameter names."""
+    if isinstance(error, ParameterError):
+        return error.naming({name: flag_for(name) for name in error.parameters})
+    return str(error)

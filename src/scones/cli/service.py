@@ -9,7 +9,6 @@ import typer
 
 from scones.cli.options import StoreOption, settings, store_uri
 from scones.cli.render import console, out
-from scones.cli.workflow import _serve_until_signalled
 from scones.errors import UsageError
 
 
@@ -92,43 +91,19 @@ def up(
     Drop an image under the prefix and it is classified within a second; SIGTERM stops
     all three (running executions finish first).
     """
-    from scones.service import ChildProcess
-    from scones.workflow.watch import watch_store
+    from scones.service import ServiceOptions, run_service
 
     conf = settings()
-    uri = store_uri(store)
-    endpoint_url = f"http://{host}:{port}"
-    children = [
-        ChildProcess.scones(
-            "endpoint",
-            ["serve", "--model", model, "--host", host, "--port", str(port), "--store", uri],
-            ready_url=endpoint_url + "/ping",
-        )
-    ]
-    if dashboard_port:
-        children.append(
-            ChildProcess.scones(
-                "dashboard",
-                ["dashboard", "--host", host, "--port", str(dashboard_port), "--store", uri],
-                ready_url=f"http://{host}:{dashboard_port}/",
-            )
-        )
-    try:
-        for child in children:
-            child.start()
-            console.print(f"{child.name}: {child.ready_url}", highlight=False)
-        watcher = watch_store(
-            uri,
-            conf.db,
-            prefix=prefix,
-            endpoint_url=endpoint_url,
-            threshold=conf.threshold,
-            max_concurrency=concurrency,
-            poll_seconds=0.5,
-            s3_endpoint_url=conf.s3_endpoint_url,
-        )
-        console.print(f"watching {watcher.store.uri_for(prefix)}", highlight=False)
-        _serve_until_signalled(watcher, children)
-    finally:
-        for child in children:
-            child.stop()
+    options = ServiceOptions(
+        model=model,
+        store_uri=store_uri(store),
+        db_path=conf.db,
+        threshold=conf.threshold,
+        host=host,
+        port=port,
+        dashboard_port=dashboard_port,
+        prefix=prefix,
+        concurrency=concurrency,
+        s3_endpoint_url=conf.s3_endpoint_url,
+    )
+    run_service(options, announce=lambda line: console.print(line, highlight=False))

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from scones.cli.options import StoreOption, open_configured_store, settings, store_uri
+from scones.cli.options import StoreOption, settings, store_uri
 from scones.cli.render import console, out
 from scones.errors import UsageError
 
@@ -120,46 +120,29 @@ def run_workflow(
 
     Exits non-zero when any image is not routed (low confidence or failure).
     """
-    from scones.workflow import runs
-    from scones.workflow.executions import ExecutionStore
+    from scones.workflow.runs import RunRequest, run_images
 
     conf = settings()
-    if bool(keys) == (random_count is not None):
-        raise runs.UsageError("give --key (one or more) or --random N")
-    labels: dict[str, str | None] = {}
-    if random_count is not None:
-        picked = runs.random_test_keys(
-            open_configured_store(store), random_count, split=split, seed=seed
-        )
-        keys = [key for key, _ in picked]
-        labels = dict(picked)
-    url = endpoint_url or conf.endpoint_url
-    limit = conf.threshold if threshold is None else threshold
-    runs.configure_local_functions(
-        endpoint_url=url,
-        threshold=limit,
-        bucket_store=None
-        if bucket and store is None
-        else (bucket or runs.DEFAULT_BUCKET, store_uri(store)),
+    request = RunRequest(
+        endpoint_url=endpoint_url or conf.endpoint_url,
+        threshold=conf.threshold if threshold is None else threshold,
+        store_uri=store_uri(store),
+        db_path=conf.db,
+        keys=keys or [],
+        random_count=random_count,
+        split=split,
+        seed=seed,
+        use_map=use_map,
+        bucket=bucket,
+        bucket_is_store=not (bucket and store is None),
+        concurrency=concurrency,
+        name=name,
+        s3_endpoint_url=conf.s3_endpoint_url,
     )
-    runs.check_endpoint(url)
-    with ExecutionStore(conf.db) as db:
-        if use_map:
-            record = runs.run_map_execution(db, bucket or runs.DEFAULT_BUCKET, keys, name=name)
-            outcomes = runs.map_outcomes(record, class_names=runs.endpoint_class_names(url))
-            console.print(
-                f"{record.execution_id}: {record.status}", highlight=False, soft_wrap=True
-            )
-            if record.status != "SUCCEEDED":
-                raise runs.WorkflowFailedError(
-                    f"execution {record.execution_id} {record.status}: {record.error}: "
-                    f"{runs.lambda_message(record.cause)}"
-                )
-        else:
-            records = runs.run_single_executions(
-                db, bucket or runs.DEFAULT_BUCKET, keys, concurrency=concurrency, name=name
-            )
-            outcomes = [runs.outcome_of(record) for record in records]
+    result = run_images(
+        request, announce=lambda line: console.print(line, highlight=False, soft_wrap=True)
+    )
+    outcomes, labels, limit = result.outcomes, result.true_classes, result.threshold
     if json_output:
         import dataclasses
         import json
@@ -193,7 +176,7 @@ def run_workflow(
         _print_outcomes(outcomes, title=f"{len(outcomes)} images", labels=labels, threshold=limit)
         routed = sum(outcome.routed for outcome in outcomes)
         console.print(f"{routed} of {len(outcomes)} routed", highlight=False)
-    if not all(outcome.routed for outcome in outcomes):
+    if not result.all_routed:
         raise typer.Exit(code=1)
 
 
@@ -226,16 +209,7 @@ def executions_list(
         )
     if json_output:
         for record in records:
-            row = {
-                "execution_id": record.execution_id,
-                "name": record.name,
-                "state_machine": record.state_machine,
-                "status": record.status,
-                "error": record.error,
-                "started_at": record.started_at.isoformat(),
-                "stopped_at": record.stopped_at.isoformat() if record.stopped_at else None,
-            }
-            typer.echo(json.dumps(row))
+            typer.echo(json.dumps(record.to_dict()))
         return
     table = Table("started", "name", "status", "image", "error")
     for record in records:
@@ -263,20 +237,7 @@ def executions_show(
 
     with ExecutionStore(settings().db) as db:
         record = db.find(execution)
-    view = {
-        "execution_id": record.execution_id,
-        "name": record.name,
-        "state_machine": record.state_machine,
-        "status": record.status,
-        "started_at": record.started_at.isoformat(),
-        "stopped_at": record.stopped_at.isoformat() if record.stopped_at else None,
-        "input": record.input,
-        "output": record.output,
-        "error": record.error,
-        "cause": record.cause,
-        "events": len(record.history),
-    }
-    typer.echo(json.dumps(view, indent=2))
+    typer.echo(json.dumps(record.to_dict(detail=True), indent=2))
 
 
 @executions_app.command("history")
@@ -315,27 +276,6 @@ def executions_history(
     out.print(table)
 
 
-def _serve_until_signalled(watcher, children=()) -> None:
-    """Run ``watcher`` until SIGTERM/SIGINT, then stop it and ``children`` together."""
-    import signal
-    import threading
-
-    stopped = threading.Event()
-
-    def _stop(signum: int, frame: object) -> None:
-        stopped.set()
-        watcher.stop()
-
-    previous = {sig: signal.signal(sig, _stop) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        watcher.run()  # returns after stop(), once running executions have finished
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-        for child in children:
-            child.stop()
-
-
 def watch(
     prefix: Annotated[
         str, typer.Option(help="Key prefix to watch; every new object starts one execution.")
@@ -362,6 +302,7 @@ def watch(
     twice and picks up objects that arrived while it was stopped. Stops on SIGTERM/SIGINT
     after running executions finish.
     """
+    from scones.service import run_until_signalled
     from scones.workflow.watch import watch_store
 
     conf = settings()
@@ -379,5 +320,5 @@ def watch(
         s3_endpoint_url=conf.s3_endpoint_url,
     )
     console.print(f"watching {watcher.store.uri_for(prefix)} (Ctrl-C to stop)", highlight=False)
-    _serve_until_signalled(watcher)
+    run_until_signalled(watcher)
     console.print(f"stopped; objects by outcome: {watcher.seen.counts()}", highlight=False)
