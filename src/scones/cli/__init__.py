@@ -8,6 +8,7 @@ library function and renders the result):
 - ``serving.py``   serve, invoke
 - ``workflow.py``  functions package, run, executions list/show/history, watch
 - ``monitor.py``   monitor, dashboard
+- ``review.py``    review list/show/label/undo/export/sync, compare
 - ``service.py``   demo, up
 - ``options.py``   option types shared by several commands (``--store``, ``--name`` ...) and
   the settings their defaults come from
@@ -27,7 +28,7 @@ import sys
 import typer
 
 from scones import __version__
-from scones.cli import data, model, monitor, service, serving, workflow
+from scones.cli import data, model, monitor, review, service, serving, workflow
 from scones.cli.options import user_message
 from scones.cli.render import console, out
 from scones.errors import SconesError
@@ -57,6 +58,7 @@ def version() -> None:
 app.command()(data.stage)
 app.command()(model.train)
 app.command()(model.evaluate)
+app.command()(review.compare)
 app.command()(serving.serve)
 app.command()(serving.invoke)
 app.command("run")(workflow.run_workflow)
@@ -68,6 +70,7 @@ app.command()(service.up)
 app.add_typer(model.models_app, name="models")
 app.add_typer(workflow.functions_app, name="functions")
 app.add_typer(workflow.executions_app, name="executions")
+app.add_typer(review.review_app, name="review")
 
 
 def main() -> None:

@@ -331,12 +331,56 @@ def models_show(
 def models_promote(
     version: Annotated[int, typer.Argument(help="The version to promote.")],
     alias: Annotated[str, typer.Option("--alias", help="Alias to point at it.")] = "production",
+    if_better: Annotated[
+        bool,
+        typer.Option(
+            "--if-better",
+            help="Only when it is not worse than the version the alias points at now, on the "
+            "held-out split (refused with the numbers otherwise).",
+        ),
+    ] = False,
+    margin: Annotated[
+        float,
+        typer.Option(
+            "--margin", help="With --if-better: accuracy it may lose and still be promoted."
+        ),
+    ] = 0.0,
+    data: Annotated[
+        str | None,
+        typer.Option("--data", help="With --if-better: staged layout to compare on (the store)."),
+    ] = None,
+    split: Annotated[
+        str, typer.Option("--split", help="With --if-better: the held-out split.")
+    ] = "test",
     name: ModelNameOption = None,
     store: StoreOption = None,
 ) -> None:
     """Point an alias (production by default) at a registered version."""
     from scones.model.registry import promote
+    from scones.review.compare import promote_if_better
+    from scones.store import open_store
 
-    model_name = name or settings().model_name
-    previous = promote(open_configured_store(store), model_name, version, alias)
-    out.print(f"{model_name}: {alias} -> version {version} (was {previous})", highlight=False)
+    conf = settings()
+    model_name = name or conf.model_name
+    registry = open_configured_store(store)
+    if not if_better:
+        previous = promote(registry, model_name, version, alias)
+        out.print(f"{model_name}: {alias} -> version {version} (was {previous})", highlight=False)
+        return
+    promotion = promote_if_better(
+        registry,
+        model_name,
+        version,
+        data=open_store(data, s3_endpoint_url=conf.s3_endpoint_url) if data else registry,
+        cache_dir=conf.cache_dir,
+        split=split,
+        threshold=conf.threshold,
+        margin=margin,
+        alias=alias,
+        s3_endpoint_url=conf.s3_endpoint_url,
+    )
+    out.print(
+        f"{model_name}: {alias} -> version {version} (was {promotion.previous}); "
+        f"{promotion.decision.reason}",
+        highlight=False,
+    )

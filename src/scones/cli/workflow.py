@@ -120,28 +120,36 @@ def run_workflow(
 
     Exits non-zero when any image is not routed (low confidence or failure).
     """
+    from scones.cli.review import review_config
+    from scones.review.actions import review_hook
     from scones.workflow.runs import RunRequest, run_images
 
     conf = settings()
-    request = RunRequest(
-        endpoint_url=endpoint_url or conf.endpoint_url,
-        threshold=conf.threshold if threshold is None else threshold,
-        store_uri=store_uri(store),
-        db_path=conf.db,
-        keys=keys or [],
-        random_count=random_count,
-        split=split,
-        seed=seed,
-        use_map=use_map,
-        bucket=bucket,
-        bucket_is_store=not (bucket and store is None),
-        concurrency=concurrency,
-        name=name,
-        s3_endpoint_url=conf.s3_endpoint_url,
-    )
-    result = run_images(
-        request, announce=lambda line: console.print(line, highlight=False, soft_wrap=True)
-    )
+    bucket_is_store = not (bucket and store is None)
+    endpoint = endpoint_url or conf.endpoint_url
+    # Threshold failures become review items as their executions finish.
+    images_uri = store_uri(store) if bucket_is_store else f"s3://{bucket}"
+    with review_hook(review_config(), images_uri, endpoint) as hook:
+        request = RunRequest(
+            endpoint_url=endpoint,
+            threshold=conf.threshold if threshold is None else threshold,
+            store_uri=store_uri(store),
+            db_path=conf.db,
+            keys=keys or [],
+            random_count=random_count,
+            split=split,
+            seed=seed,
+            use_map=use_map,
+            bucket=bucket,
+            bucket_is_store=bucket_is_store,
+            concurrency=concurrency,
+            name=name,
+            s3_endpoint_url=conf.s3_endpoint_url,
+            on_finished=hook,
+        )
+        result = run_images(
+            request, announce=lambda line: console.print(line, highlight=False, soft_wrap=True)
+        )
     outcomes, labels, limit = result.outcomes, result.true_classes, result.threshold
     if json_output:
         import dataclasses
@@ -302,23 +310,28 @@ def watch(
     twice and picks up objects that arrived while it was stopped. Stops on SIGTERM/SIGINT
     after running executions finish.
     """
+    from scones.cli.review import review_config
+    from scones.review.actions import review_hook
     from scones.service import run_until_signalled
     from scones.workflow.watch import watch_store
 
     conf = settings()
     if concurrency < 1:
         raise UsageError(f"--concurrency must be at least 1, got {concurrency}")
-    watcher = watch_store(
-        store_uri(store),
-        conf.db,
-        prefix=prefix,
-        bucket=bucket,
-        endpoint_url=endpoint_url or conf.endpoint_url,
-        threshold=conf.threshold if threshold is None else threshold,
-        max_concurrency=concurrency,
-        poll_seconds=poll_seconds,
-        s3_endpoint_url=conf.s3_endpoint_url,
-    )
-    console.print(f"watching {watcher.store.uri_for(prefix)} (Ctrl-C to stop)", highlight=False)
-    run_until_signalled(watcher)
+    endpoint = endpoint_url or conf.endpoint_url
+    with review_hook(review_config(), store_uri(store), endpoint) as hook:
+        watcher = watch_store(
+            store_uri(store),
+            conf.db,
+            prefix=prefix,
+            bucket=bucket,
+            endpoint_url=endpoint,
+            threshold=conf.threshold if threshold is None else threshold,
+            max_concurrency=concurrency,
+            poll_seconds=poll_seconds,
+            s3_endpoint_url=conf.s3_endpoint_url,
+            on_finished=hook,  # threshold failures become review items
+        )
+        console.print(f"watching {watcher.store.uri_for(prefix)} (Ctrl-C to stop)", highlight=False)
+        run_until_signalled(watcher)
     console.print(f"stopped; objects by outcome: {watcher.seen.counts()}", highlight=False)

@@ -29,6 +29,7 @@ from scones.model.evaluate import (
     classification_metrics,
     predict_pixels,
 )
+from scones.model.registry import DEFAULT_ALIAS, promote, read_aliases, resolve_model
 from scones.store import ObjectStore, open_store
 
 TRAINING_SPLITS = ("train", "validation")
@@ -226,3 +227,88 @@ def promotion_decision(comparison: dict[str, Any], margin: float = 0.0) -> Promo
     if candidate < champion - margin:
         return PromotionDecision(False, f"the candidate is worse than production: {numbers}")
     return PromotionDecision(True, f"the candidate is not worse than production: {numbers}")
+
+
+class PromotionRefusedError(SconesError):
+    """``--if-better``: the candidate is worse than production by more than the margin."""
+
+
+def compare_references(
+    champion_ref: str,
+    candidate_ref: str,
+    data: ObjectStore,
+    *,
+    registry: ObjectStore,
+    cache_dir: Path,
+    name: str | None = None,
+    split: str = "test",
+    threshold: float,
+    s3_endpoint_url: str | None = None,
+) -> dict[str, Any]:
+    """Resolve both model references through ``registry``, then :func:`compare_models`."""
+    champion_dir = resolve_model(champion_ref, store=registry, cache_dir=cache_dir, name=name)
+    candidate_dir = resolve_model(candidate_ref, store=registry, cache_dir=cache_dir, name=name)
+    return compare_models(
+        champion_dir,
+        candidate_dir,
+        data,
+        split=split,
+        threshold=threshold,
+        s3_endpoint_url=s3_endpoint_url,
+    )
+
+
+@dataclass(frozen=True)
+class Promotion:
+    version: int
+    alias: str
+    previous: int | None
+    decision: PromotionDecision
+    comparison: dict[str, Any] | None  # None: no model held the alias, nothing to beat
+
+
+def promote_if_better(
+    registry: ObjectStore,
+    name: str,
+    version: int,
+    *,
+    data: ObjectStore,
+    cache_dir: Path,
+    split: str = "test",
+    threshold: float,
+    margin: float = 0.0,
+    alias: str = DEFAULT_ALIAS,
+    s3_endpoint_url: str | None = None,
+) -> Promotion:
+    """Point ``alias`` at ``version`` only when it is not worse than the model there now.
+
+    Refused (PromotionRefusedError, with the numbers) when its accuracy on the held-out
+    ``split`` is below the current model's by more than ``margin``; a comparison that cannot
+    be fair (shared images, other classes) is refused by :func:`compare_models`.
+    """
+    if not 0.0 <= margin <= 1.0:
+        raise UsageError(f"--margin must be between 0 and 1, got {margin!r}")
+    current = read_aliases(registry, name).get(alias)
+    if current is None:
+        decision = PromotionDecision(True, f"no version of {name} is {alias} yet")
+        previous = promote(registry, name, version, alias)
+        return Promotion(version, alias, previous, decision, None)
+    comparison = compare_references(
+        str(current),
+        str(version),
+        data,
+        registry=registry,
+        cache_dir=cache_dir,
+        name=name,
+        split=split,
+        threshold=threshold,
+        s3_endpoint_url=s3_endpoint_url,
+    )
+    decision = promotion_decision(comparison, margin)
+    if not decision.promote:
+        raise PromotionRefusedError(
+            f"not promoting {name} version {version} to {alias} (version {current}): "
+            f"{decision.reason}"
+        )
+    previous = promote(registry, name, version, alias)
+    return Promotion(version, alias, previous, decision, comparison)

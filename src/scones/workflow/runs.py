@@ -236,6 +236,8 @@ class RunRequest:
     concurrency: int = 16
     name: str | None = None
     s3_endpoint_url: str | None = None
+    # Called with each finished single-image execution (the review queue's hook).
+    on_finished: Callable[[ExecutionRecord], None] | None = None
 
 
 @dataclass(frozen=True)
@@ -285,7 +287,12 @@ def run_images(
     with ExecutionStore(request.db_path) as db:
         if not request.use_map:
             records = run_single_executions(
-                db, bucket, keys, concurrency=request.concurrency, name=request.name
+                db,
+                bucket,
+                keys,
+                concurrency=request.concurrency,
+                name=request.name,
+                on_done=request.on_finished,
             )
             outcomes = [outcome_of(record) for record in records]
             return RunResult(outcomes, true_classes, request.threshold)

@@ -27,9 +27,12 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from scones.store import ObjectInfo, ObjectStore, validate_prefix
+
+if TYPE_CHECKING:
+    from scones.workflow.executions import ExecutionRecord
 
 log = logging.getLogger(__name__)
 
@@ -283,11 +286,13 @@ def watch_store(
     max_concurrency: int = 4,
     poll_seconds: float = 1.0,
     s3_endpoint_url: str | None = None,
+    on_finished: Callable[[ExecutionRecord], None] | None = None,
 ) -> Watcher:
     """A Watcher over ``store_uri`` whose executions run the local state machine.
 
     The handlers are configured as a Lambda deployment configures its functions (their
     environment): ``bucket`` means ``store_uri``, the classifier calls ``endpoint_url``.
+    ``on_finished`` hears every finished execution (the review queue's hook).
     """
     from scones.store import open_store
     from scones.workflow import runs
@@ -302,7 +307,10 @@ def watch_store(
     runner = local_runner(executions, max_concurrency=max_concurrency)
 
     def run_execution(name: str, event: dict[str, Any]) -> str:
-        return runner.start(event, name=name).status
+        record = runner.start(event, name=name)
+        if on_finished is not None:
+            on_finished(record)
+        return record.status
 
     return Watcher(
         store,
