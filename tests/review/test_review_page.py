@@ -9,7 +9,9 @@ from collections.abc import Iterator
 import pytest
 from review_helpers import queue_with_photos, serving
 
-from scones.review.api import ReviewService, create_review_app
+from scones.monitor.dashboard import DashboardConfig, create_app
+from scones.monitor.runner import MonitorOptions
+from scones.review.api import ReviewService, review_router
 from scones.review.queue import ReviewQueue
 
 CLASSES = ("bicycle", "motorcycle")
@@ -55,7 +57,7 @@ def browser(tmp_path) -> Iterator[object]:
 
 
 @pytest.mark.browser
-def test_label_with_keys_and_a_click_undo_one_and_reload(tmp_path, browser):
+def test_in_the_dashboard_label_with_keys_and_a_click_undo_one_and_reload(tmp_path, browser):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
@@ -75,7 +77,18 @@ def test_label_with_keys_and_a_click_undo_one_and_reload(tmp_path, browser):
     def wait_progress(labelled: int) -> None:
         wait.until(lambda d: progress().startswith(f"{labelled} of 6 labelled"))
 
-    with serving(create_review_app(service)) as url:
+    (tmp_path / "capture").mkdir()
+    dashboard = create_app(  # the review page as `scones dashboard` mounts it
+        DashboardConfig(
+            monitor=MonitorOptions(
+                capture_uri=str(tmp_path / "capture"), endpoint_name="scones-endpoint"
+            ),
+            db_path=db,
+            window=None,
+            routers=(review_router(service),),
+        )
+    )
+    with serving(dashboard) as url:
         browser.get(url + "/review")
         wait.until(lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-ready"))
         assert progress() == "0 of 6 labelled (6 pending)"

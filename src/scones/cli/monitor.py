@@ -184,10 +184,14 @@ def dashboard(
     ] = None,
     store: StoreOption = None,
 ) -> None:
-    """Serve a live page: executions, confidence over time, class mix, drift, failed images."""
+    """Serve a live page: executions, confidence over time, class mix, drift, failed images.
+
+    The review page for labelling unsure photos is at /review.
+    """
     from scones.errors import UsageError
     from scones.monitor.dashboard import DashboardConfig, serve_dashboard
     from scones.monitor.runner import MonitorOptions, parse_age
+    from scones.review.api import ReviewService, review_router
 
     config = settings()
     if not 0 < port < 65536:
@@ -206,8 +210,15 @@ def dashboard(
         s3_endpoint_url=config.s3_endpoint_url,
         cache_dir=config.cache_dir,
     )
+    review = ReviewService(
+        db or config.db, classes=config.class_names, s3_endpoint_url=config.s3_endpoint_url
+    )
     dashboard_config = DashboardConfig(
-        monitor=options, db_path=db or config.db, window=span, refresh_seconds=refresh
+        monitor=options,
+        db_path=db or config.db,
+        window=span,
+        refresh_seconds=refresh,
+        routers=(review_router(review),),
     )
     serve_dashboard(
         dashboard_config,

@@ -50,6 +50,9 @@ class DashboardConfig:
     window: timedelta | None = timedelta(hours=24)
     refresh_seconds: float = 5.0
     executions_limit: int = 50
+    # Routers of other pages mounted on the same app (the review page), built by the caller:
+    # this module stays below the packages that provide them.
+    routers: tuple[Any, ...] = ()
 
 
 @dataclass
@@ -169,8 +172,8 @@ class DashboardState:
             for r in records
         ]
         counts: dict[str, int] = {}
-        for item in items:
-            counts[item["status"]] = counts.get(item["status"], 0) + 1
+        for record in records:
+            counts[record.status] = counts.get(record.status, 0) + 1
         return {"available": True, "message": None, "items": items, "counts": counts}
 
     def state(self) -> dict[str, Any]:
@@ -276,6 +279,9 @@ def create_app(config: DashboardConfig) -> Any:
     @app.get("/healthz")
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
+
+    for router in config.routers:
+        app.include_router(router)
 
     return app
 
