@@ -86,6 +86,14 @@ def train(
         Path | None,
         typer.Option("--output", help="Also keep the extracted model folder here."),
     ] = None,
+    include_reviewed: Annotated[
+        bool,
+        typer.Option(
+            "--include-reviewed",
+            help="Add labelled review items to the training split (never to validation or "
+            "test); model.json records how many and their fingerprint.",
+        ),
+    ] = False,
 ) -> None:
     """Train the classifier on a staged layout, then register (and optionally promote) it."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -112,6 +120,18 @@ def train(
     )
     model_name = name or settings().model_name
     target = open_configured_store(store)
+    added = None
+    if include_reviewed:
+        from scones.cli.review import review_config
+        from scones.review.actions import reviewed_training_images
+
+        added = reviewed_training_images(review_config(), target, prefix)
+        left_out = ", ".join(f"{n} {why}" for why, n in added.notes["left_out"].items())
+        console.print(
+            f"adding {len(added)} reviewed images to the training split"
+            + (f" (left out: {left_out})" if left_out else ""),
+            highlight=False,
+        )
     with Progress(
         TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=console
     ) as progress:
@@ -124,6 +144,7 @@ def train(
             keep_dir=output,
             promote_to=DEFAULT_ALIAS if promote_it else None,
             on_epoch=lambda report: _print_epoch(progress, task, report),
+            added=added,
         )
     metrics, card, registered = published.metrics, published.card, published.registered
     out.print(

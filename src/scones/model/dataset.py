@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -90,3 +91,20 @@ def load_split(
         pixels[row] = np.asarray(resize_for(image, prep), dtype=np.uint8)
     labels = np.array([entry.label for entry in entries], dtype=np.int64)
     return ImageSet(split, pixels, labels, keys, statistics, digest.hexdigest())
+
+
+@dataclass(frozen=True)
+class AddedImages:
+    """Labelled images added to the training split only (reviewed photos): never to
+    validation or test, so checkpoint selection, calibration and the held-out test set stay
+    the staged layout's. ``sha256`` is each image's checksum, recorded in ``model.json``."""
+
+    images: list[bytes]
+    labels: list[int]
+    sha256: list[str]
+    fingerprint: str  # over (checksum, label) pairs
+    source: str  # where they came from, for model.json
+    notes: dict[str, Any] = field(default_factory=dict)  # e.g. images left out, and why
+
+    def __len__(self) -> int:
+        return len(self.labels)

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from scones.model.artifact import ModelCard
+from scones.model.dataset import AddedImages
 from scones.model.registry import ModelVersion, promote, register
 from scones.model.train import EpochReport, TrainConfig, train_model
 from scones.store import ObjectStore
@@ -36,15 +37,23 @@ def train_and_register(
     keep_dir: Path | None = None,
     promote_to: str | None = None,
     on_epoch: Callable[[EpochReport], None] | None = None,
+    added: AddedImages | None = None,
 ) -> PublishedModel:
     """Train on the layout under ``prefix``, register the result as the next version of ``name``.
 
     ``keep_dir`` also keeps a copy of the extracted model folder; ``promote_to`` points that
-    alias (``production``) at the new version once it is registered.
+    alias (``production``) at the new version once it is registered. ``added`` images
+    (reviewed photos) join the training split only.
     """
     with tempfile.TemporaryDirectory(prefix="scones-train-") as tmp:
         trained = train_model(
-            store, config, Path(tmp) / "model", name=name, prefix=prefix, on_epoch=on_epoch
+            store,
+            config,
+            Path(tmp) / "model",
+            name=name,
+            prefix=prefix,
+            on_epoch=on_epoch,
+            added=added,
         )
         registered = register(store, trained.model_dir, name)
         if keep_dir is not None:

@@ -24,7 +24,7 @@ import time
 import tomllib
 import warnings
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -48,7 +48,7 @@ from scones.model.artifact import (
 from scones.model.augment import augment_batch
 from scones.model.baseline import build_baseline
 from scones.model.calibrate import fit_temperature, negative_log_likelihood
-from scones.model.dataset import ImageSet, load_split
+from scones.model.dataset import AddedImages, ImageSet, load_split
 from scones.model.evaluate import classification_metrics, predict_pixels
 from scones.model.net import (
     EnsembleClassifier,
@@ -57,7 +57,7 @@ from scones.model.net import (
     count_macs,
     count_parameters,
 )
-from scones.model.preprocess import Preprocessing, normalize_hwc_uint8
+from scones.model.preprocess import Preprocessing, decode_image, normalize_hwc_uint8, resize_for
 from scones.store import ObjectStore
 
 ONNX_OPSET = 17
@@ -155,13 +155,44 @@ class TrainingData:
     train: ImageSet
     validation: ImageSet
     source: str
+    added: AddedImages | None = None
 
     @property
     def fingerprint(self) -> str:
         import hashlib
 
         joined = f"{self.train.fingerprint}:{self.validation.fingerprint}"
+        if self.added is not None and len(self.added):
+            joined += f":{self.added.fingerprint}"
         return "sha256:" + hashlib.sha256(joined.encode()).hexdigest()
+
+
+def add_training_images(
+    data: TrainingData, added: AddedImages, prep: Preprocessing
+) -> TrainingData:
+    """``data`` with ``added`` appended to its training split (decoded as the endpoint does)."""
+    num_classes = len(data.class_names)
+    bad = [label for label in added.labels if not 0 <= label < num_classes]
+    if bad or len(added.images) != len(added.labels):
+        raise TrainingDataError(
+            f"added training images from {added.source}: labels {bad[:3]} are outside the "
+            f"{num_classes} classes, or images and labels differ in number"
+        )
+    if not len(added):
+        return replace(data, added=added)
+    pixels = np.stack(
+        [
+            np.asarray(resize_for(decode_image(blob, max_pixels=prep.max_pixels), prep))
+            for blob in added.images
+        ]
+    ).astype(np.uint8)
+    train = replace(
+        data.train,
+        pixels=np.concatenate([data.train.pixels, pixels]),
+        labels=np.concatenate([data.train.labels, np.asarray(added.labels, dtype=np.int64)]),
+        keys=[*data.train.keys, *(f"{added.source}#{sha[:12]}" for sha in added.sha256)],
+    )
+    return replace(data, train=train, added=added)
 
 
 def load_training_data(store: ObjectStore, prep: Preprocessing, prefix: str = "") -> TrainingData:
@@ -556,6 +587,14 @@ def write_artifact(
         "history": fit_result.history,
         "source": data.source,
     }
+    if data.added is not None:
+        card.training["reviewed"] = {
+            "count": len(data.added),
+            "fingerprint": data.added.fingerprint,
+            "source": data.added.source,
+            "image_sha256": sorted(data.added.sha256),  # compare refuses splits holding these
+            **data.added.notes,
+        }
     card.data_fingerprint = data.fingerprint
     card.code_version = code_version()
     card.created_at = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
@@ -572,9 +611,15 @@ def train_model(
     prefix: str = "",
     prep: Preprocessing | None = None,
     on_epoch: Callable[[EpochReport], None] | None = None,
+    added: AddedImages | None = None,
 ) -> TrainedModel:
-    """Everything from a staged store to an extracted artifact folder (not yet registered)."""
+    """Everything from a staged store to an extracted artifact folder (not yet registered).
+
+    ``added`` images join the training split only (``--include-reviewed``).
+    """
     prep = prep or Preprocessing()
     data = load_training_data(store, prep, prefix)
+    if added is not None:
+        data = add_training_images(data, added, prep)
     result = fit(config, data, prep, on_epoch=on_epoch)
     return write_artifact(result, data, config, prep, model_dir, name=name)

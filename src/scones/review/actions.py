@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from scones.errors import SconesError
-from scones.review.export import ExportReport, export_layout
+from scones.model.dataset import AddedImages
+from scones.review.export import ExportReport, export_layout, reviewed_for_training
 from scones.review.images import ItemImages
 from scones.review.queue import LabelEvent, ReviewItem, ReviewQueue
 from scones.review.sources import SyncReport, add_execution, sync_capture, sync_executions
@@ -95,6 +96,16 @@ def undo_label(config: ReviewConfig, key: str, *, by: str) -> ReviewItem:
 def export_items(config: ReviewConfig, out_dir: Path) -> ExportReport:
     with config.open() as queue:
         return export_layout(queue, ItemImages(s3_endpoint_url=config.s3_endpoint_url), out_dir)
+
+
+def reviewed_training_images(
+    config: ReviewConfig, store: ObjectStore, prefix: str = ""
+) -> AddedImages:
+    """Labelled items (not neither, not already in the layout) for `train --include-reviewed`."""
+    with config.open() as queue:
+        return reviewed_for_training(
+            queue, ItemImages(s3_endpoint_url=config.s3_endpoint_url), store, prefix
+        )
 
 
 def endpoint_model_version(endpoint_url: str, timeout: float = 5.0) -> str:

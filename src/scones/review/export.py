@@ -17,7 +17,15 @@ from pathlib import Path
 from typing import Any
 
 from scones import __version__
-from scones.data.layout import DATASET_JSON, LstEntry, format_lst, image_key, read_lst
+from scones.data.layout import (
+    DATASET_JSON,
+    LstEntry,
+    class_names,
+    format_lst,
+    image_key,
+    read_lst,
+)
+from scones.model.dataset import AddedImages
 from scones.review.images import ItemImages
 from scones.review.queue import ReviewError, ReviewQueue
 from scones.store import ObjectStore
@@ -141,3 +149,34 @@ def staged_image_checksums(
             data = store.get(image_key(split, entry.path, prefix))
             found.setdefault(hashlib.sha256(data).hexdigest(), split)
     return found
+
+
+def reviewed_for_training(
+    queue: ReviewQueue, images: ItemImages, store: ObjectStore, prefix: str = ""
+) -> AddedImages:
+    """Labelled items as extra training images for the staged layout in ``store``.
+
+    An image the layout already holds is left out: in validation or test it must stay held
+    out (so models stay comparable on it), in train it is there already. The counts left out
+    are recorded with the rest in ``model.json``.
+    """
+    names = class_names(store, prefix)
+    if names != list(queue.classes):
+        raise ExportError(
+            f"the staged layout in {store.uri} has classes {names}, the review queue "
+            f"{list(queue.classes)}: labels would change meaning"
+        )
+    rows = reviewed_images(queue, images)
+    staged = staged_image_checksums(store, ("test", "validation", "train"), prefix)
+    kept = [row for row in rows if row.image_sha256 not in staged]
+    left_out = Counter(
+        f"already in {staged[row.image_sha256]}" for row in rows if row.image_sha256 in staged
+    )
+    return AddedImages(
+        images=[row.png for row in kept],
+        labels=[row.label for row in kept],
+        sha256=[row.image_sha256 for row in kept],
+        fingerprint=reviewed_fingerprint(kept),
+        source=f"review queue in {queue.db_path}",
+        notes={"labelled": len(rows), "left_out": dict(left_out)},
+    )
