@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from scones.review.queue import ReviewQueue
 from scones.workflow.executions import ExecutionStore
 
 
@@ -43,6 +44,14 @@ def test_demo_fast_runs_every_stage_and_reports_consistent_numbers(
     # every failure is the loud threshold failure, and its image is kept for review
     assert {record.error for record in failed} <= {"ThresholdConfidenceNotMet"}
     assert len(list((home / "failed-images").iterdir())) == len(failed)
+    # ... and is a review item (one per distinct image), announced with the page to open
+    with ReviewQueue(home / "scones.db", classes=("bicycle", "motorcycle")) as queue:
+        pending = queue.counts()["pending"]
+        assert {item.image_key for item in queue.items(limit=10_000)} == {
+            record.input["s3_key"] for record in failed
+        }
+    assert f"{pending} items await review: run `scones dashboard`" in result.stdout
+    assert "http://127.0.0.1:8090/review" in result.stdout
 
     # the monitoring report saw exactly the traffic the workflow sent
     report = home / "report"

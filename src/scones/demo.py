@@ -53,6 +53,7 @@ class DemoSummary:
     report_dir: Path | None = None
     failed_images_dir: Path | None = None
     drift_violations: int = 0
+    awaiting_review: int = 0  # review items the threshold failures became
     seconds: dict[str, float] = field(default_factory=dict)
 
 
@@ -204,6 +205,7 @@ def _run_workflow(
     summary: DemoSummary,
 ) -> None:
     from scones.data.layout import image_key, read_lst
+    from scones.review.actions import ReviewConfig, ReviewHook
     from scones.workflow import runs
     from scones.workflow.executions import ExecutionStore
 
@@ -214,9 +216,15 @@ def _run_workflow(
     runs.configure_local_functions(
         endpoint_url=endpoint_url, threshold=conf.threshold, bucket_store=(DEMO_BUCKET, conf.store)
     )
-    with stages.stage("workflow", total=len(keys)) as step:
+    review = ReviewConfig(conf.db, tuple(conf.class_names), conf.s3_endpoint_url)
+    version = "" if summary.model_version is None else str(summary.model_version)
+    with (
+        stages.stage("workflow", total=len(keys)) as step,
+        ReviewHook(review, store, version) as add_for_review,
+    ):
 
         def on_done(record: Any) -> None:
+            add_for_review(record)  # a threshold failure becomes a review item
             outcome = runs.outcome_of(record)
             if outcome.routed:
                 summary.passed += 1
@@ -229,6 +237,7 @@ def _run_workflow(
             runs.run_single_executions(
                 db, DEMO_BUCKET, keys, concurrency=options.concurrency, on_done=on_done
             )
+        summary.awaiting_review = add_for_review.queue.counts()["pending"]
     failed_dir = conf.home / "failed-images"
     failed_dir.mkdir(parents=True, exist_ok=True)
     for key in summary.failed_keys:

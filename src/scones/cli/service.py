@@ -71,6 +71,12 @@ def demo(
     table.add_row("executions list", "scones executions list --status FAILED")
     table.add_row("wall time", f"{time.monotonic() - started:.0f} s")
     out.print(table)
+    out.print(
+        f"{summary.awaiting_review} items await review: run `scones dashboard` and open "
+        "http://127.0.0.1:8090/review (or `scones review list`)",
+        highlight=False,
+        markup=False,
+    )
 
 
 def up(
