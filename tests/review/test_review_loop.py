@@ -16,10 +16,13 @@ from review_helpers import SCONES, wait_http
 
 from conftest import SHARED_VEHICLES, free_port, noise_png
 from scones.data.layout import LstEntry, format_lst, parse_lst
+from scones.review.queue import ReviewQueue
 
 STAGED_PHOTOS = 300  # the first 300 shared photos are the staged data
-NEW_PHOTOS = 24  # the next ones arrive as drivers' photos the models never saw
+NEW_PHOTOS = 14  # the next ones arrive as drivers' photos the models never saw
 FAST = ["--members", "1", "--width", "8", "--threads", "2", "--seed", "0"]
+# Four small trainings and a dozen CLI runs: minutes on a loaded two-core machine.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
 
 
 def scones(home: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
@@ -35,7 +38,7 @@ def ok(result: subprocess.CompletedProcess) -> str:
 
 @pytest.fixture(scope="module")
 def loop(tmp_path_factory):
-    """Stage 300 photos; v1 trained 1 epoch (production), v2 trained 8 epochs."""
+    """Stage 300 photos; v1 trained 1 epoch (production), v2 trained 4 epochs."""
     home = tmp_path_factory.mktemp("loop-home")
     entries = parse_lst((SHARED_VEHICLES / "train.lst").read_text(), source="train.lst")
     source = home / "source"
@@ -48,8 +51,11 @@ def loop(tmp_path_factory):
     (source / "train.lst").write_text(format_lst(rows))
     ok(scones(home, "stage", "--source", str(source)))
     ok(scones(home, "train", "--epochs", "1", "--lr", "0.002", *FAST, "--promote"))
-    ok(scones(home, "train", "--epochs", "8", *FAST))
-    new = {e.path: (SHARED_VEHICLES / "train" / e.path).read_bytes() for e in entries[300:324]}
+    ok(scones(home, "train", "--epochs", "4", *FAST))
+    new = {
+        e.path: (SHARED_VEHICLES / "train" / e.path).read_bytes()
+        for e in entries[STAGED_PHOTOS : STAGED_PHOTOS + NEW_PHOTOS]
+    }
     return home, new
 
 
@@ -104,7 +110,7 @@ def test_the_loop_label_retrain_compare_promote(loop):
         assert run.returncode == 1  # some were not routed
         outcomes = [json.loads(line) for line in run.stdout.splitlines()]
         unsure = {o["s3_key"] for o in outcomes if o["status"] == "LOW_CONFIDENCE"}
-        assert len(unsure) >= 6
+        assert len(unsure) >= 5
         with urllib.request.urlopen(url + "/info", timeout=5) as response:
             version = str(json.loads(response.read())["model_version"])
     finally:
@@ -118,11 +124,18 @@ def test_the_loop_label_retrain_compare_promote(loop):
     synced = ok(scones(home, "review", "sync"))
     assert "added 0 items" in synced
 
-    # Label through the CLI: the true class of each photo, neither for the noise.
+    # Label: the true class of each photo, neither for the noise; three through the CLI,
+    # the rest through the library (the page and the API have tests of their own).
     truth = {e.path: ["bicycle", "motorcycle"][e.label] for e in _shared_entries()}
-    for item in items:
-        name = item["image"]["key"].removeprefix("incoming/")
-        ok(scones(home, "review", "label", item["key"], truth.get(name, "neither"), "--by", "kim"))
+
+    def true_label(item: dict) -> str:
+        return truth.get(item["image"]["key"].removeprefix("incoming/"), "neither")
+
+    for item in items[:3]:
+        ok(scones(home, "review", "label", item["key"], true_label(item), "--by", "kim"))
+    with ReviewQueue(home / "scones.db", classes=("bicycle", "motorcycle")) as queue:
+        for item in items[3:]:
+            queue.label(item["key"], true_label(item), by="lee")
     first = items[0]["key"]
     again = scones(home, "review", "label", first, "neither")
     assert again.returncode == 2 and "--relabel" in again.stderr
@@ -135,7 +148,7 @@ def test_the_loop_label_retrain_compare_promote(loop):
 
     # Retrain with the reviewed photos: they join the training split only.
     trainable = sum(1 for item in items if item["image"]["key"] != "incoming/not-a-vehicle.png")
-    out = scones(home, "train", "--epochs", "8", *FAST, "--include-reviewed")
+    out = scones(home, "train", "--epochs", "4", *FAST, "--include-reviewed")
     ok(out)
     assert f"adding {trainable} reviewed images" in out.stderr
     card = json.loads(ok(scones(home, "models", "show", "3")))
@@ -147,12 +160,11 @@ def test_the_loop_label_retrain_compare_promote(loop):
         == json.loads(ok(scones(home, "models", "show", "2")))["training"]["n_train"] + trainable
     )
 
-    # The retrained model beats production (v1) and is promoted; then a deliberately worse
-    # candidate (one barely trained epoch) is refused, with the numbers.
+    # The retrained model beats production (v1, one barely trained epoch) and is promoted;
+    # then v1, now the deliberately worse candidate, is refused with the numbers.
     promoted = ok(scones(home, "models", "promote", "3", "--if-better"))
     assert "production -> version 3 (was 1)" in promoted
-    ok(scones(home, "train", "--epochs", "1", "--lr", "0.001", *FAST[:-1], "7"))
-    refused = scones(home, "models", "promote", "4", "--if-better", "--margin", "0.01")
+    refused = scones(home, "models", "promote", "1", "--if-better", "--margin", "0.01")
     assert refused.returncode == 1
     assert "not promoting" in refused.stderr and "accuracy on test" in refused.stderr
     assert json.loads(ok(scones(home, "models", "show", "production")))["version"] == 3
