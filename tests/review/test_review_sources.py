@@ -132,3 +132,45 @@ def test_the_workflow_hook_adds_items_as_executions_finish(
                 close_idle_connections()
             [item] = queue.items()
             assert item.image_key == "incoming/noise.png"
+
+
+def test_the_watcher_adds_items_as_executions_finish(tiny_model_dir, tmp_path, monkeypatch):
+    import threading
+    import time
+
+    from conftest import noise_png, solid_png
+    from scones.review.actions import ReviewConfig, review_hook
+    from scones.workflow.watch import watch_store
+
+    store = open_store(str(tmp_path / "store"))
+    db = tmp_path / "scones.db"
+    config = ReviewConfig(db, CLASSES)
+    with (
+        capturing_endpoint(tiny_model_dir, tmp_path / "serve") as (url, _),
+        review_hook(config, store.uri, url) as hook,
+    ):
+        # watch_store configures the functions' environment: restore it afterwards.
+        monkeypatch.setenv("SCONES_ENDPOINT_URL", url)
+        monkeypatch.setenv("THRESHOLD", "0.93")
+        monkeypatch.setenv(bucket_env_name("scones"), store.uri)
+        watcher = watch_store(
+            store.uri, db, endpoint_url=url, threshold=0.93, poll_seconds=0.2, on_finished=hook
+        )
+        thread = threading.Thread(target=watcher.run, daemon=True)
+        thread.start()
+        try:
+            store.put("incoming/red.png", solid_png((200, 30, 30)))
+            store.put("incoming/noise.png", noise_png(9))
+            deadline = time.monotonic() + 30
+            while hook.report.added + hook.report.skipped.total() < 2:
+                assert time.monotonic() < deadline, hook.report.as_dict()
+                time.sleep(0.1)
+        finally:
+            watcher.stop()
+            thread.join(timeout=30)
+            watcher.seen.close()
+            close_idle_connections()
+    with config.open() as queue:
+        [item] = queue.items()
+    assert item.image_key == "incoming/noise.png"
+    assert item.model_version == "1"  # what the endpoint's /info says it serves
