@@ -48,11 +48,10 @@ def _reviewer(by: str | None) -> str:
 
 
 def _print_item_line(item) -> None:
-    out.print(
+    # Tab-separated, as `scones run` prints one image: easy to read and to cut.
+    typer.echo(
         f"{item.item_id}\t{item.status}\t{item.label or '-'}\t"
-        f"guess {item.predicted_class} {item.confidence:.4f}",
-        highlight=False,
-        markup=False,
+        f"guess {item.predicted_class} {item.confidence:.4f}"
     )
 
 
