@@ -162,8 +162,8 @@ def test_the_watcher_adds_items_as_executions_finish(tiny_model_dir, tmp_path, m
             store.put("incoming/red.png", solid_png((200, 30, 30)))
             store.put("incoming/noise.png", noise_png(9))
             deadline = time.monotonic() + 30
-            while hook.report.added + hook.report.skipped.total() < 2:
-                assert time.monotonic() < deadline, hook.report.as_dict()
+            while sum(watcher.seen.counts().values()) < 2 or not watcher.wait_idle():
+                assert time.monotonic() < deadline, watcher.seen.counts()
                 time.sleep(0.1)
         finally:
             watcher.stop()
@@ -174,3 +174,29 @@ def test_the_watcher_adds_items_as_executions_finish(tiny_model_dir, tmp_path, m
         [item] = queue.items()
     assert item.image_key == "incoming/noise.png"
     assert item.model_version == "1"  # what the endpoint's /info says it serves
+
+
+def test_unsure_results_of_a_map_execution_become_items_once(traffic, tiny_model_dir, tmp_path):
+    from scones.review.sources import add_execution
+    from scones.workflow.runs import run_map_execution
+
+    store_root, _, _, records, _ = traffic
+    keys = ["incoming/noise.png", "incoming/red.png", *sorted(unsure_keys(records))[:2]]
+    with (
+        pytest.MonkeyPatch.context() as monkeypatch,
+        capturing_endpoint(tiny_model_dir, tmp_path / "serve") as (url, _),
+    ):
+        monkeypatch.setenv("SCONES_ENDPOINT_URL", url)
+        monkeypatch.setenv("THRESHOLD", "0.93")
+        monkeypatch.setenv(bucket_env_name(BUCKET), str(store_root))
+        with ExecutionStore(tmp_path / "scones.db") as db:
+            try:
+                record = run_map_execution(db, BUCKET, keys)
+            finally:
+                close_idle_connections()
+    assert record.status == "SUCCEEDED"
+    with ReviewQueue(tmp_path / "scones.db", classes=CLASSES) as queue:
+        report = add_execution(queue, record, open_store(str(store_root)), model_version="1")
+        assert report.added == len(set(keys) - {"incoming/red.png"})
+        assert add_execution(queue, record, open_store(str(store_root))).added == 0
+        assert {item.image_key for item in queue.items()} == set(keys) - {"incoming/red.png"}

@@ -102,6 +102,43 @@ def _read_limited(store: ObjectStore, key: str) -> bytes:
     return data
 
 
+def _candidate_for_key(
+    key: Any,
+    inferences: list[float] | None,
+    classes: list[str] | None,
+    cause: str | None,
+    observed_at: datetime,
+    image_store: ObjectStore,
+    model_version: str,
+) -> ItemCandidate | str:
+    if not isinstance(key, str):
+        return "no s3_key in the execution input"
+    try:
+        validate_key(key)
+        data = _read_limited(image_store, key)
+    except ObjectNotFoundError:
+        return "image no longer in the store"
+    except (StoreError, ValueError) as exc:
+        return f"image unreadable: {type(exc).__name__}"
+    if not inferences:
+        return "no probabilities in the execution history"
+    index, top, margin = _margin(inferences)
+    match = _THRESHOLD_IN_CAUSE.search(cause or "")
+    threshold = float(match.group(1).rstrip(".")) if match else None
+    return ItemCandidate(
+        image_sha256=hashlib.sha256(data).hexdigest(),
+        store_uri=image_store.uri,
+        image_key=key,
+        capture_line=None,
+        predicted_class=_class_name(index, classes),
+        confidence=top,
+        margin=margin,
+        threshold=threshold,
+        model_version=model_version,
+        observed_at=observed_at,
+    )
+
+
 def candidate_from_execution(
     record: ExecutionRecord,
     image_store: ObjectStore,
@@ -113,33 +150,52 @@ def candidate_from_execution(
     if record.status != "FAILED" or record.error != LOW_CONFIDENCE_ERROR:
         return "not a threshold failure"
     key = record.input.get("s3_key") if isinstance(record.input, dict) else None
-    if not isinstance(key, str):
-        return "no s3_key in the execution input"
-    try:
-        validate_key(key)
-        data = _read_limited(image_store, key)
-    except ObjectNotFoundError:
-        return "image no longer in the store"
-    except (StoreError, ValueError) as exc:
-        return f"image unreadable: {type(exc).__name__}"
     inferences, classes = _inferences_in_history(record.history)
-    if inferences is None:
-        return "no probabilities in the execution history"
-    index, top, margin = _margin(inferences)
-    match = _THRESHOLD_IN_CAUSE.search(record.cause or "")
-    threshold = float(match.group(1).rstrip(".")) if match else None
-    return ItemCandidate(
-        image_sha256=hashlib.sha256(data).hexdigest(),
-        store_uri=image_store.uri,
-        image_key=key,
-        capture_line=None,
-        predicted_class=_class_name(index, classes or class_names),
-        confidence=top,
-        margin=margin,
-        threshold=threshold,
-        model_version=model_version,
-        observed_at=record.stopped_at or record.started_at,
+    return _candidate_for_key(
+        key,
+        inferences,
+        classes or class_names,
+        record.cause,
+        record.stopped_at or record.started_at,
+        image_store,
+        model_version,
     )
+
+
+def candidates_from_map(
+    record: ExecutionRecord,
+    image_store: ObjectStore,
+    *,
+    model_version: str = "",
+    class_names: list[str] | None = None,
+) -> list[tuple[str, ItemCandidate | str]]:
+    """(ref, candidate or why not) for each LOW_CONFIDENCE result of a Map execution."""
+    results = record.output.get("results") if isinstance(record.output, dict) else None
+    found: list[tuple[str, ItemCandidate | str]] = []
+    for index, result in enumerate(results if isinstance(results, list) else []):
+        if not isinstance(result, dict) or result.get("status") != "LOW_CONFIDENCE":
+            continue
+        inferences = result.get("inferences")
+        probabilities = (
+            [float(p) for p in inferences]
+            if isinstance(inferences, list) and all(isinstance(p, int | float) for p in inferences)
+            else None
+        )
+        found.append(
+            (
+                f"{record.execution_id}#{index}",
+                _candidate_for_key(
+                    result.get("s3_key"),
+                    probabilities,
+                    class_names,
+                    result.get("cause"),
+                    record.stopped_at or record.started_at,
+                    image_store,
+                    model_version,
+                ),
+            )
+        )
+    return found
 
 
 def candidate_from_capture(
@@ -200,6 +256,12 @@ def add_execution(
 ) -> SyncReport:
     """Make a finished execution a review item when it failed on the threshold."""
     report = report if report is not None else SyncReport()
+    if record.status == "SUCCEEDED":  # a Map execution reports unsure images as results
+        for ref, candidate in candidates_from_map(
+            record, image_store, model_version=model_version, class_names=list(queue.classes)
+        ):
+            _add(queue, candidate, EXECUTION_SOURCE, ref, report)
+        return report
     if queue.has_source(EXECUTION_SOURCE, record.execution_id):
         report.known += 1
         return report
@@ -232,8 +294,9 @@ def sync_executions(
 ) -> SyncReport:
     """Every threshold failure in the executions database, imported once."""
     report = report if report is not None else SyncReport()
-    for record in executions.list(status="FAILED", limit=1_000_000, since=since):
-        add_execution(queue, record, image_store, model_version=model_version, report=report)
+    for status in ("FAILED", "SUCCEEDED"):  # threshold failures; Map results
+        for record in executions.list(status=status, limit=1_000_000, since=since):
+            add_execution(queue, record, image_store, model_version=model_version, report=report)
     return report
 
 

@@ -236,7 +236,7 @@ class RunRequest:
     concurrency: int = 16
     name: str | None = None
     s3_endpoint_url: str | None = None
-    # Called with each finished single-image execution (the review queue's hook).
+    # Called with each finished execution, single-image or Map (the review queue's hook).
     on_finished: Callable[[ExecutionRecord], None] | None = None
 
 
@@ -295,6 +295,8 @@ def run_images(request: RunRequest, announce: Callable[[str], None] | None = Non
             outcomes = [outcome_of(record) for record in records]
             return RunResult(outcomes, true_classes, request.threshold)
         record = run_map_execution(db, bucket, keys, name=request.name)
+        if request.on_finished is not None:
+            request.on_finished(record)
     if announce is not None:
         announce(f"{record.execution_id}: {record.status}")
     if record.status != "SUCCEEDED":
