@@ -1,0 +1,127 @@
+"""Helpers for the deploy tests: an AWS account on moto's server, an image in its ECR, a
+registered model, and deploy options pointing at them.
+
+Test modules import these by name (a second conftest.py would shadow the shared one).
+moto's backends are process-wide, so every test uses its own bucket and deployment name.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import pytest
+
+from conftest import build_tiny_model
+from scones.deploy.options import DeployOptions
+
+REGION = "us-east-1"
+ACCOUNT = "123456789012"  # moto's default account
+# Distinctive values, so a test can prove they never appear in output or logs.
+ACCESS_KEY_ID = "AKIASCONESTESTKEY123"
+SECRET_ACCESS_KEY = "scones/TEST+secret+never+printed+0123456789"
+
+
+@dataclass
+class AwsAccount:
+    endpoint_url: str
+    bucket: str
+    name: str
+    image_uri: str
+    store_dir: Path
+
+    def options(self, **overrides: object) -> DeployOptions:
+        options = DeployOptions(
+            bucket=self.bucket,
+            image_uri=self.image_uri,
+            region=REGION,
+            name=self.name,
+            endpoint_url=self.endpoint_url,
+        )
+        return replace(options, **overrides)  # type: ignore[arg-type]
+
+    def client(self, service: str, region: str = REGION):
+        import boto3
+
+        return boto3.client(service, region_name=region, endpoint_url=self.endpoint_url)
+
+
+def push_image(endpoint_url: str, repository: str, tag: str = "latest") -> str:
+    """A repository and an image manifest in moto's ECR; returns the image URI."""
+    import boto3
+
+    ecr = boto3.client("ecr", region_name=REGION, endpoint_url=endpoint_url)
+    try:
+        ecr.create_repository(repositoryName=repository)
+    except ecr.exceptions.RepositoryAlreadyExistsException:
+        pass
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+        "config": {
+            "mediaType": "application/vnd.docker.container.image.v1+json",
+            "size": 7023,
+            "digest": "sha256:" + "a" * 64,
+        },
+        "layers": [],
+    }
+    ecr.put_image(repositoryName=repository, imageManifest=json.dumps(manifest), imageTag=tag)
+    return f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/{repository}:{tag}"
+
+
+def register_tiny_model(store_dir: Path, tmp: Path, *, versions: int = 1) -> None:
+    """Register the tiny colour model (``versions`` times) and promote the last."""
+    from scones.model.registry import promote, register
+    from scones.store import open_store
+
+    store = open_store(str(store_dir))
+    model_dir = build_tiny_model(tmp / "tiny-model" / "model", name="vehicle-classifier")
+    last = None
+    for _ in range(versions):
+        last = register(store, model_dir, "vehicle-classifier")
+    assert last is not None
+    promote(store, "vehicle-classifier", last.version)
+
+
+@pytest.fixture
+def aws_account(
+    s3_server: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> Iterator[AwsAccount]:
+    """A fresh bucket, deployment name and ECR image on moto's server; a registered model
+    in the local store (SCONES_STORE); AWS variables with distinctive fake credentials."""
+    import boto3
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", ACCESS_KEY_ID)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET_ACCESS_KEY)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_server)
+    monkeypatch.setenv("SCONES_S3_ENDPOINT_URL", s3_server)
+    store_dir = tmp_path / "store"
+    monkeypatch.setenv("SCONES_STORE", str(store_dir))
+    from scones.settings import get_settings
+
+    get_settings.cache_clear()
+    suffix = uuid.uuid4().hex[:8]
+    bucket = f"scones-deploy-{suffix}"
+    boto3.client("s3", region_name=REGION, endpoint_url=s3_server).create_bucket(Bucket=bucket)
+    register_tiny_model(store_dir, tmp_path)
+    image = push_image(s3_server, "scones-endpoint")
+    yield AwsAccount(s3_server, bucket, f"t{suffix}", image, store_dir)
+    get_settings.cache_clear()
+
+
+def deploy_now(account: AwsAccount, *, plan_only: bool = False, **overrides: object):
+    from scones.deploy.deploy import deploy
+    from scones.settings import get_settings
+    from scones.store import open_store
+
+    settings = get_settings()
+    return deploy(
+        account.options(**overrides),
+        store=open_store(str(account.store_dir)),
+        cache_dir=settings.cache_dir,
+        plan_only=plan_only,
+    )
