@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from conftest import build_tiny_model
+from scones.deploy.deploy import DeployResult
 from scones.deploy.options import DeployOptions
 
 REGION = "us-east-1"
@@ -32,6 +33,7 @@ class AwsAccount:
     name: str
     image_uri: str
     store_dir: Path
+    cache_dir: Path
 
     def options(self, **overrides: object) -> DeployOptions:
         options = DeployOptions(
@@ -86,42 +88,50 @@ def register_tiny_model(store_dir: Path, tmp: Path, *, versions: int = 1) -> Non
     promote(store, "vehicle-classifier", last.version)
 
 
-@pytest.fixture
-def aws_account(
-    s3_server: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> Iterator[AwsAccount]:
-    """A fresh bucket, deployment name and ECR image on moto's server; a registered model
-    in the local store (SCONES_STORE); AWS variables with distinctive fake credentials."""
+def open_account(s3_server: str, monkeypatch: pytest.MonkeyPatch, tmp: Path) -> AwsAccount:
+    """A fresh bucket, deployment name and ECR image on moto's server; a registered model in
+    a local store; AWS variables with distinctive fake credentials."""
     import boto3
 
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", ACCESS_KEY_ID)
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET_ACCESS_KEY)
     monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
     monkeypatch.setenv("AWS_ENDPOINT_URL", s3_server)
-    monkeypatch.setenv("SCONES_S3_ENDPOINT_URL", s3_server)
-    store_dir = tmp_path / "store"
-    monkeypatch.setenv("SCONES_STORE", str(store_dir))
-    from scones.settings import get_settings
-
-    get_settings.cache_clear()
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
     suffix = uuid.uuid4().hex[:8]
     bucket = f"scones-deploy-{suffix}"
     boto3.client("s3", region_name=REGION, endpoint_url=s3_server).create_bucket(Bucket=bucket)
-    register_tiny_model(store_dir, tmp_path)
-    image = push_image(s3_server, "scones-endpoint")
-    yield AwsAccount(s3_server, bucket, f"t{suffix}", image, store_dir)
-    get_settings.cache_clear()
+    store_dir = tmp / "store"
+    register_tiny_model(store_dir, tmp)
+    image = push_image(s3_server, f"scones-endpoint-{suffix}")
+    return AwsAccount(s3_server, bucket, f"t{suffix}", image, store_dir, tmp / "cache")
 
 
-def deploy_now(account: AwsAccount, *, plan_only: bool = False, **overrides: object):
+@pytest.fixture
+def aws_account(s3_server: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> AwsAccount:
+    """A fresh account for a test that changes things."""
+    return open_account(s3_server, monkeypatch, tmp_path)
+
+
+@pytest.fixture(scope="module")
+def deployed(
+    s3_server: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[AwsAccount, DeployResult]]:
+    """One deployment shared by the tests that only read it."""
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        account = open_account(s3_server, monkeypatch, tmp_path_factory.mktemp("deployed"))
+        yield account, deploy_now(account)
+
+
+def deploy_now(
+    account: AwsAccount, *, plan_only: bool = False, **overrides: object
+) -> DeployResult:
     from scones.deploy.deploy import deploy
-    from scones.settings import get_settings
     from scones.store import open_store
 
-    settings = get_settings()
     return deploy(
         account.options(**overrides),
         store=open_store(str(account.store_dir)),
-        cache_dir=settings.cache_dir,
+        cache_dir=account.cache_dir,
         plan_only=plan_only,
     )

@@ -81,7 +81,7 @@ def _tagged(aws: Aws, name: str) -> list[Resource]:
 
 def _resource_of_arn(arn: str) -> Resource | None:
     parts = arn.split(":", 5)
-    if len(parts) < 6:
+    if len(parts) < 6 or parts[0] != "arn":
         return None
     service, rest = parts[2], parts[5]
     if service == "lambda" and rest.startswith("function:"):
