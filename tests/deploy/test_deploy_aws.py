@@ -159,7 +159,9 @@ def test_deployed_resources_read_back_through_the_aws_apis(deployed):
 def test_inline_policies_are_scoped_to_the_deployment(deployed):
     account, _ = deployed
     iam = account.client("iam")
-    document = iam.get_role_policy(RoleName=f"{account.name}-states", PolicyName="scones-deployment")
+    document = iam.get_role_policy(
+        RoleName=f"{account.name}-states", PolicyName="scones-deployment"
+    )
     policy = document["PolicyDocument"]
     policy = json.loads(policy) if isinstance(policy, str) else policy
     (statement,) = policy["Statement"]
