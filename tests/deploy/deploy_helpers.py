@@ -56,10 +56,7 @@ def push_image(endpoint_url: str, repository: str, tag: str = "latest") -> str:
     import boto3
 
     ecr = boto3.client("ecr", region_name=REGION, endpoint_url=endpoint_url)
-    try:
-        ecr.create_repository(repositoryName=repository)
-    except ecr.exceptions.RepositoryAlreadyExistsException:
-        pass
+    ecr.create_repository(repositoryName=repository)
     manifest = {
         "schemaVersion": 2,
         "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
@@ -107,14 +104,16 @@ def open_account(s3_server: str, monkeypatch: pytest.MonkeyPatch, tmp: Path) -> 
     return AwsAccount(s3_server, bucket, f"t{suffix}", image, store_dir, tmp / "cache")
 
 
-@pytest.fixture
-def aws_account(s3_server: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> AwsAccount:
+@pytest.fixture(name="aws_account")
+def aws_account_fixture(
+    s3_server: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> AwsAccount:
     """A fresh account for a test that changes things."""
     return open_account(s3_server, monkeypatch, tmp_path)
 
 
-@pytest.fixture(scope="module")
-def deployed(
+@pytest.fixture(scope="module", name="deployed")
+def deployed_fixture(
     s3_server: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[AwsAccount, DeployResult]]:
     """One deployment shared by the tests that only read it."""

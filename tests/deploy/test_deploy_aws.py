@@ -10,14 +10,14 @@ from dataclasses import replace
 
 import pytest
 from botocore.stub import Stubber
-
 from deploy_helpers import (  # noqa: F401
     REGION,
-    aws_account,
+    aws_account_fixture,
     deploy_now,
-    deployed,
+    deployed_fixture,
     register_tiny_model,
 )
+
 from scones.deploy import apply as applying
 from scones.deploy.aws import Aws
 from scones.deploy.destroy import DestroyOptions, destroy

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from deploy_helpers import REGION, aws_account_fixture, deploy_now  # noqa: F401
 
-from deploy_helpers import REGION, aws_account, deploy_now  # noqa: F401
 from scones.deploy.destroy import DestroyOptions, destroy
 from scones.errors import SconesError
 

@@ -22,9 +22,9 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
+from deploy_helpers import ACCOUNT, REGION, aws_account_fixture, deploy_now, deployed_fixture  # noqa: F401
 
 from conftest import noise_png, solid_png
-from deploy_helpers import ACCOUNT, REGION, aws_account, deploy_now, deployed  # noqa: F401
 from scones.asl import Resources, execute
 from scones.functions.filter_inferences import DEFAULT_THRESHOLD
 from serving.endpoint_fixtures import make_endpoint_fixture  # noqa: F401

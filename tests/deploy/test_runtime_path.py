@@ -11,8 +11,8 @@ import pytest
 from botocore.exceptions import ClientError
 
 from conftest import noise_png, solid_png
-from serving.endpoint_fixtures import make_endpoint_fixture  # noqa: F401
 from scones.functions import classify_image
+from serving.endpoint_fixtures import make_endpoint_fixture  # noqa: F401
 
 ENDPOINT = "scones-replay-endpoint"
 
