@@ -122,6 +122,13 @@ def deployed_fixture(
         yield account, deploy_now(account)
 
 
+def names(account: AwsAccount, service: str, operation: str, items: str, field: str) -> list[str]:
+    """Every name a list operation returns (all pages), that starts with the account's name."""
+    paginator = account.client(service).get_paginator(operation)
+    found = [item[field] for page in paginator.paginate() for item in page[items]]
+    return [name for name in found if name.startswith(account.name)]
+
+
 def deploy_now(
     account: AwsAccount, *, plan_only: bool = False, **overrides: object
 ) -> DeployResult:

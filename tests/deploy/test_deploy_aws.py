@@ -15,6 +15,7 @@ from deploy_helpers import (  # noqa: F401
     aws_account_fixture,
     deploy_now,
     deployed_fixture,
+    names,
     register_tiny_model,
 )
 
@@ -64,8 +65,7 @@ def test_plan_on_a_fresh_account_lists_every_resource_and_changes_nothing(aws_ac
     # Nothing was created: no object in the bucket, no function, no role, no manifest.
     listing = aws_account.client("s3").list_objects_v2(Bucket=aws_account.bucket)
     assert listing.get("KeyCount", 0) == 0
-    names = [f["FunctionName"] for f in aws_account.client("lambda").list_functions()["Functions"]]
-    assert not [name for name in names if name.startswith(aws_account.name)]
+    assert names(aws_account, "lambda", "list_functions", "Functions", "FunctionName") == []
     assert tagged_arns(aws_account) == []
 
 
@@ -269,12 +269,16 @@ def test_destroy_removes_everything_tagged_and_a_second_destroy_is_a_no_op(aws_a
     assert tagged_arns(aws_account) == []
     rules = aws_account.client("events").list_rules(NamePrefix=aws_account.name)["Rules"]
     assert rules == []
-    iam = aws_account.client("iam")
-    roles = [r["RoleName"] for r in iam.list_roles()["Roles"]]
-    assert not [r for r in roles if r.startswith(aws_account.name)]
-    sagemaker = aws_account.client("sagemaker")
-    endpoints = sagemaker.list_endpoints(NameContains=aws_account.name)["Endpoints"]
-    assert endpoints == []
+    assert names(aws_account, "iam", "list_roles", "Roles", "RoleName") == []
+    assert names(aws_account, "lambda", "list_functions", "Functions", "FunctionName") == []
+    for operation, items, field in [
+        ("list_endpoints", "Endpoints", "EndpointName"),
+        ("list_endpoint_configs", "EndpointConfigs", "EndpointConfigName"),
+        ("list_models", "Models", "ModelName"),
+    ]:
+        assert names(aws_account, "sagemaker", operation, items, field) == [], operation
+    machines = names(aws_account, "stepfunctions", "list_state_machines", "stateMachines", "name")
+    assert machines == []
     # Artifacts and data stay (without --purge-artifacts); the manifest still lists them.
     s3 = aws_account.client("s3")
     keys = [o["Key"] for o in s3.list_objects_v2(Bucket=aws_account.bucket)["Contents"]]

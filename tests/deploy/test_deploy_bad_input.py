@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from deploy_helpers import REGION, aws_account_fixture, deploy_now  # noqa: F401
+from deploy_helpers import REGION, aws_account_fixture, deploy_now, names  # noqa: F401
 
 from scones.deploy.destroy import DestroyOptions, destroy
 from scones.errors import SconesError
@@ -12,12 +12,9 @@ from scones.errors import SconesError
 def assert_nothing_created(account) -> None:
     listing = account.client("s3").list_objects_v2(Bucket=account.bucket)
     assert listing.get("KeyCount", 0) == 0
-    functions = account.client("lambda").list_functions()["Functions"]
-    assert not [f for f in functions if f["FunctionName"].startswith(account.name)]
-    roles = account.client("iam").list_roles()["Roles"]
-    assert not [r for r in roles if r["RoleName"].startswith(account.name)]
-    models = account.client("sagemaker").list_models(NameContains=account.name)["Models"]
-    assert models == []
+    assert names(account, "lambda", "list_functions", "Functions", "FunctionName") == []
+    assert names(account, "iam", "list_roles", "Roles", "RoleName") == []
+    assert names(account, "sagemaker", "list_models", "Models", "ModelName") == []
 
 
 @pytest.mark.parametrize(
