@@ -26,6 +26,7 @@ from deploy_helpers import ACCOUNT, REGION, aws_account_fixture, deploy_now, dep
 
 from conftest import noise_png, solid_png
 from scones.asl import Resources, execute
+from scones.deploy.run import AwsRunOptions, run_on_aws
 from scones.functions.filter_inferences import DEFAULT_THRESHOLD
 from serving.endpoint_fixtures import make_endpoint_fixture  # noqa: F401
 
@@ -176,6 +177,7 @@ def test_the_deployed_definition_runs_on_motos_own_interpreter(
     sfn = aws_account.client("stepfunctions")
     execution = sfn.start_execution(
         stateMachineArn=result.summary["state_machine_arn"],
+        name="moto-interprets",
         input=json.dumps({"s3_bucket": aws_account.bucket, "s3_key": key, "image_data": ""}),
     )["executionArn"]
     deadline = time.monotonic() + 60
@@ -195,6 +197,23 @@ def test_the_deployed_definition_runs_on_motos_own_interpreter(
         if e["type"] == "TaskScheduled"
     ]
     assert scheduled == list(result.summary["function_arns"].values())
+
+    # `scones run --on aws` starts the deployed state machine and reports as a local run.
+    httpx.post(
+        f"{aws_account.endpoint_url}/moto-api/static/lambda-simple/response",
+        json={"results": [json.dumps(r) for r in results], "region": REGION},
+    ).raise_for_status()
+    options = AwsRunOptions(
+        bucket=aws_account.bucket,
+        region=REGION,
+        keys=("incoming/red.png",),
+        name=aws_account.name,
+        endpoint_url=aws_account.endpoint_url,
+    )
+    (outcome,) = run_on_aws(options, sleep=lambda _s: time.sleep(0.05))
+    assert outcome.routed and outcome.status == "ROUTED"
+    assert (outcome.s3_key, outcome.top_class, outcome.confidence) == (key, "bicycle", 0.97)
+    assert outcome.execution_id.startswith("arn:aws:states:")
 
 
 def test_the_trigger_matches_objects_under_its_prefix_with_the_serializers_input(deployed):
