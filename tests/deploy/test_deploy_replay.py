@@ -210,7 +210,9 @@ def test_the_deployed_definition_runs_on_motos_own_interpreter(
         name=aws_account.name,
         endpoint_url=aws_account.endpoint_url,
     )
-    (outcome,) = run_on_aws(options, sleep=lambda _s: time.sleep(0.05))
+    run = run_on_aws(options, sleep=lambda _s: time.sleep(0.05))
+    assert run.all_routed and run.threshold == 0.93
+    (outcome,) = run.outcomes
     assert outcome.routed and outcome.status == "ROUTED"
     assert (outcome.s3_key, outcome.top_class, outcome.confidence) == (key, "bicycle", 0.97)
     assert outcome.execution_id.startswith("arn:aws:states:")

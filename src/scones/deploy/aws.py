@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from scones.deploy.errors import DeployError
+from scones.deploy.errors import DeployError, DeployInputError
 
 # Error codes that mean "no such resource" across the services a deployment uses.
 NOT_FOUND_CODES = frozenset(
@@ -31,6 +31,16 @@ NOT_FOUND_CODES = frozenset(
 )
 # Anything that looks like an AWS secret or session token is cut out of messages we pass on.
 _SECRETISH = re.compile(r"(?i)(secret|token|signature|credential)[^\s,;]*[=:]\s*[^\s,;]+")
+
+
+def default_region() -> str:
+    """The region boto3 would use (AWS_REGION, AWS_DEFAULT_REGION, the config file)."""
+    import boto3
+
+    region = boto3.session.Session().region_name
+    if not region:
+        raise DeployInputError("no --region given and none configured (AWS_DEFAULT_REGION)")
+    return str(region)
 
 
 def partition_for(region: str) -> str:

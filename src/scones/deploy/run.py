@@ -4,6 +4,7 @@ image's outcome exactly as a local run does (same ImageOutcome, same lines)."""
 from __future__ import annotations
 
 import json
+import math
 import time
 import uuid
 from collections.abc import Callable
@@ -18,7 +19,7 @@ from scones.deploy.manifest import read_manifest
 from scones.deploy.options import DEFAULT_NAME, DEFAULT_PREFIX
 from scones.store import join_key, validate_key
 from scones.workflow.executions import ExecutionRecord
-from scones.workflow.runs import ImageOutcome, outcome_of
+from scones.workflow.runs import RunResult, outcome_of
 
 DEFAULT_TIMEOUT_S = 300.0
 
@@ -36,15 +37,17 @@ class AwsRunOptions:
     s3_endpoint_url: str | None = None
 
 
-def state_machine_arn(aws: Aws, bucket: str, prefix: str, name: str) -> str:
+def deployed_state_machine(aws: Aws, bucket: str, prefix: str, name: str) -> tuple[str, float]:
+    """The deployed state machine's ARN and the filter's threshold, from the manifest."""
     key = manifest_key(prefix.strip("/"), name)
     manifest = read_manifest(aws, bucket, key)
     arn = manifest.data.get("state_machine_arn") if manifest else None
-    if not isinstance(arn, str) or not arn:
+    if manifest is None or not isinstance(arn, str) or not arn:
         raise DeployError(
             f"no deployment {name!r} in s3://{bucket}/{key}: run `scones deploy aws` first"
         )
-    return arn
+    threshold = manifest.data.get("threshold")
+    return arn, float(threshold) if isinstance(threshold, int | float) else math.nan
 
 
 def _history(aws: Aws, execution_arn: str) -> list[dict[str, Any]]:
@@ -78,7 +81,7 @@ def run_on_aws(
     *,
     aws: Aws | None = None,
     sleep: Callable[[float], None] = time.sleep,
-) -> list[ImageOutcome]:
+) -> RunResult:
     """One execution per key (keys relative to the deployment's prefix, as in the local
     store), waited for; a key is checked before anything starts."""
     if not options.keys:
@@ -87,7 +90,7 @@ def run_on_aws(
         raise DeployError("--name names one execution: give one --key with it")
     s3_keys = [validate_key(join_key(options.prefix, key)) for key in options.keys]
     aws = aws or Aws(options.region, options.endpoint_url, options.s3_endpoint_url)
-    arn = state_machine_arn(aws, options.bucket, options.prefix, options.name)
+    arn, threshold = deployed_state_machine(aws, options.bucket, options.prefix, options.name)
     sfn = aws.client("stepfunctions")
     started = []
     for key in s3_keys:
@@ -109,4 +112,4 @@ def run_on_aws(
                 break
             sleep(0.5)
         outcomes.append(outcome_of(_record(aws, description)))
-    return outcomes
+    return RunResult(outcomes, {}, threshold)
