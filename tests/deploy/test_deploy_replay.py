@@ -23,9 +23,11 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 from deploy_helpers import ACCOUNT, REGION, aws_account_fixture, deploy_now, deployed_fixture  # noqa: F401
+from typer.testing import CliRunner
 
 from conftest import noise_png, solid_png
 from scones.asl import Resources, execute
+from scones.cli import app
 from scones.deploy.run import AwsRunOptions, run_on_aws
 from scones.functions.filter_inferences import DEFAULT_THRESHOLD
 from serving.endpoint_fixtures import make_endpoint_fixture  # noqa: F401
@@ -99,7 +101,9 @@ def test_replay_the_deployment_on_scones_asl_against_the_deployed_model(
     model_dir = tmp_path / "model"
     with tarfile.open(fileobj=io.BytesIO(tarball["Body"].read()), mode="r:gz") as archive:
         archive.extractall(model_dir, filter="data")
-    endpoint = make_endpoint(model_dir, endpoint_name=endpoint_name)
+    # The local endpoint captures where the deployed DataCaptureConfig says SageMaker would.
+    capture_uri = config["DataCaptureConfig"]["DestinationS3Uri"]
+    endpoint = make_endpoint(model_dir, endpoint_name=endpoint_name, capture_uri=capture_uri)
     assert httpx.get(f"{endpoint.url}/info").json()["model_version"] == 1
     monkeypatch.setenv("AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME", endpoint.url)
 
@@ -133,6 +137,24 @@ def test_replay_the_deployment_on_scones_asl_against_the_deployed_model(
     assert unsure.status == "FAILED"
     assert unsure.error == "ThresholdConfidenceNotMet"
     assert noise in unsure.cause
+
+    # `scones monitor` reads that capture straight from s3://B/P/data_capture.
+    endpoint.stop()  # flushes the capture
+    report = CliRunner().invoke(
+        app,
+        [
+            "monitor",
+            "--capture-uri",
+            capture_uri,
+            "--endpoint-name",
+            endpoint_name,
+            "--out",
+            str(tmp_path / "report"),
+        ],
+        catch_exceptions=False,
+    )
+    assert report.exit_code == 0, report.output
+    assert "2 records, 2 predictions, 1 under 0.93" in report.stdout
 
 
 @pytest.fixture
