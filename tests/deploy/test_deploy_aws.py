@@ -219,7 +219,9 @@ def test_a_new_model_version_replaces_model_and_config_and_updates_the_endpoint(
         "EndpointConfigName": result.plan.changes[2].resource.name,
     }
     with stubber:
-        applying.apply_plan(aws, replace(result.plan, changes=result.plan.changes[1:]), print)
+        applying.apply_plan(
+            aws, replace(result.plan, changes=result.plan.changes[1:]), lambda _c: None
+        )
     stubber.assert_no_pending_responses()
 
 

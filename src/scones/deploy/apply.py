@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from scones.deploy.aws import Aws, error_code, safe_message
+from scones.deploy.aws import Aws, aws_errors, error_code, safe_message
 from scones.deploy.errors import DeployError
 from scones.deploy.plan import ApiCall, Change, Plan
 
@@ -44,13 +44,17 @@ def invoke(aws: Aws, call: ApiCall, sleep: Callable[[float], None] = time.sleep)
 
 
 def wait_for_function(
-    aws: Aws, name: str, sleep: Callable[[float], None] = time.sleep, clock=time.monotonic
+    aws: Aws,
+    name: str,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
 ) -> None:
     """Until the function is Active with no update in progress (AWS refuses calls before)."""
     deadline = clock() + WAIT_FUNCTION_S
     client = aws.client("lambda")
     while True:
-        config = client.get_function_configuration(FunctionName=name)
+        with aws_errors(f"waiting for Lambda function {name}"):
+            config = client.get_function_configuration(FunctionName=name)
         state, update = config.get("State", "Active"), config.get("LastUpdateStatus", "Successful")
         if state == "Failed" or update == "Failed":
             reason = config.get("StateReason") or config.get("LastUpdateStatusReason") or ""
