@@ -104,11 +104,6 @@ class Aws:
                 self._account = str(self.client("sts").get_caller_identity()["Account"])
         return self._account
 
-    def arn(self, service: str, resource: str, *, region: bool = True) -> str:
-        where = self.region if region else ""
-        account = "" if service == "s3" else self.account
-        return f"arn:{self.partition}:{service}:{where}:{account}:{resource}"
-
 
 @contextmanager
 def aws_errors(doing: str) -> Iterator[None]:
