@@ -293,3 +293,44 @@ def test_destroy_removes_everything_tagged_and_a_second_destroy_is_a_no_op(aws_a
     purged = destroy(replace(options, purge_artifacts=True))
     assert {c.resource.kind for c in purged.plan.changes} == {"s3-object"}
     assert s3.list_objects_v2(Bucket=aws_account.bucket).get("KeyCount", 0) == 0
+
+
+def test_no_capture_plans_a_config_without_capture_and_an_endpoint_update(deployed):
+    account, _ = deployed
+    plan = deploy_now(account, plan_only=True, capture=False).plan
+    assert [(c.action, c.resource.kind) for c in plan.changes] == [
+        ("create", "sagemaker-endpoint-config"),
+        ("update", "sagemaker-endpoint"),
+    ]
+    (create,) = plan.changes[0].calls
+    assert "DataCaptureConfig" not in create.params
+    assert plan.changes[0].reason == "without data capture"
+
+
+def test_a_destroy_that_fails_half_way_finishes_when_run_again(aws_account, monkeypatch):
+    deploy_now(aws_account)
+    options = DestroyOptions(
+        bucket=aws_account.bucket,
+        region=REGION,
+        name=aws_account.name,
+        endpoint_url=aws_account.endpoint_url,
+    )
+    real_invoke = applying.invoke
+
+    def failing(aws, call, sleep=None):
+        if call.operation == "delete_endpoint":
+            raise DeployError("delete_endpoint failed: simulated outage")
+        return real_invoke(aws, call)
+
+    monkeypatch.setattr(applying, "invoke", failing)
+    with pytest.raises(DeployError, match="simulated outage"):
+        destroy(options)
+    left = {r["kind"] for r in manifest_of(aws_account)["resources"]}
+    assert "sagemaker-endpoint" in left and "iam-role" in left
+    assert "lambda-function" not in left and "state-machine" not in left
+
+    monkeypatch.setattr(applying, "invoke", real_invoke)
+    finished = destroy(options)
+    assert finished.plan.changes[0].resource.kind == "sagemaker-endpoint"
+    assert tagged_arns(aws_account) == []
+    assert names(aws_account, "iam", "list_roles", "Roles", "RoleName") == []
