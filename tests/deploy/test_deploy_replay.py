@@ -239,6 +239,17 @@ def test_the_deployed_definition_runs_on_motos_own_interpreter(
     assert (outcome.s3_key, outcome.top_class, outcome.confidence) == (key, "bicycle", 0.97)
     assert outcome.execution_id.startswith("arn:aws:states:")
 
+    # The command prints the same outcome line as a local run.
+    httpx.post(
+        f"{aws_account.endpoint_url}/moto-api/static/lambda-simple/response",
+        json={"results": [json.dumps(r) for r in results], "region": REGION},
+    ).raise_for_status()
+    args = ["run", "--on", "aws", "--bucket", aws_account.bucket, "--key", "incoming/red.png"]
+    args += ["--deployment", aws_account.name, "--region", REGION]
+    printed = CliRunner().invoke(app, args, catch_exceptions=False)
+    assert printed.exit_code == 0, printed.output
+    assert printed.stdout.split() == [key, "SUCCEEDED", "bicycle", "0.9700"]  # rich: tabs
+
 
 def test_the_trigger_matches_objects_under_its_prefix_with_the_serializers_input(deployed):
     account, result = deployed
