@@ -192,7 +192,8 @@ def test_a_new_threshold_updates_only_the_filter_configuration(deployed):
 
 def test_a_new_model_version_replaces_model_and_config_and_updates_the_endpoint(deployed):
     account, _ = deployed
-    register_tiny_model(account.store_dir, account.cache_dir / "v2")  # version 2, promoted
+    # Version 2, promoted: later tests of this module name version 1 explicitly.
+    register_tiny_model(account.store_dir, account.cache_dir / "v2")
     result = deploy_now(account, plan_only=True)
     changes = [(c.action, c.resource.kind) for c in result.plan.changes]
     assert changes == [
@@ -297,7 +298,7 @@ def test_destroy_removes_everything_tagged_and_a_second_destroy_is_a_no_op(aws_a
 
 def test_no_capture_plans_a_config_without_capture_and_an_endpoint_update(deployed):
     account, _ = deployed
-    plan = deploy_now(account, plan_only=True, capture=False).plan
+    plan = deploy_now(account, plan_only=True, capture=False, model="1").plan
     assert [(c.action, c.resource.kind) for c in plan.changes] == [
         ("create", "sagemaker-endpoint-config"),
         ("update", "sagemaker-endpoint"),
