@@ -185,8 +185,8 @@ def dashboard(
     store: StoreOption = None,
 ) -> None:
     """Serve a live page: executions, confidence over time, class mix, drift, failed images."""
+    from scones.dashboard.app import DashboardConfig, serve_dashboard
     from scones.errors import UsageError
-    from scones.monitor.dashboard import DashboardConfig, serve_dashboard
     from scones.monitor.runner import MonitorOptions, parse_age
 
     config = settings()

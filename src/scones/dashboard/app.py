@@ -28,6 +28,7 @@ from scones.monitor.capture_reader import (
 )
 from scones.monitor.runner import BaselineSource, MonitorOptions, resolve_baseline, run_monitor
 from scones.store import StoreError, open_store
+from scones.workflow.executions import ExecutionStore
 
 STATIC_FILES = {
     "dashboard.js": "text/javascript; charset=utf-8",
@@ -139,14 +140,6 @@ class DashboardState:
     def executions(self) -> dict[str, Any]:
         """Recent executions from the workflow's database (through its public API)."""
         db_path = self.config.db_path
-        try:
-            from scones.workflow.executions import ExecutionStore
-        except ImportError:
-            return {
-                "available": False,
-                "message": "the workflow package is not installed",
-                "items": [],
-            }
         if not Path(db_path).is_file():
             return {
                 "available": False,
@@ -169,8 +162,8 @@ class DashboardState:
             for r in records
         ]
         counts: dict[str, int] = {}
-        for item in items:
-            counts[item["status"]] = counts.get(item["status"], 0) + 1
+        for record in records:
+            counts[record.status] = counts.get(record.status, 0) + 1
         return {"available": True, "message": None, "items": items, "counts": counts}
 
     def state(self) -> dict[str, Any]:
@@ -222,7 +215,7 @@ def _iso(moment: datetime | None) -> str | None:
 
 
 def _static(name: str) -> bytes:
-    return resources.files("scones.monitor").joinpath("static", name).read_bytes()
+    return resources.files("scones.dashboard").joinpath("static", name).read_bytes()
 
 
 def create_app(config: DashboardConfig) -> Any:
