@@ -281,14 +281,22 @@ def executions_list(
 @executions_app.command("show")
 def executions_show(
     execution: Annotated[str, typer.Argument(help="Execution id (ARN) or name.")],
+    graph: Annotated[
+        Path | None,
+        typer.Option(help="Also draw its graph, path taken coloured, to this .svg or .png."),
+    ] = None,
 ) -> None:
     """Show one execution: status, input, output or error and cause, timestamps."""
     import json
 
+    from scones.dashboard.console import write_execution_graph
     from scones.workflow.executions import ExecutionStore
 
     with ExecutionStore(settings().db) as db:
         record = db.find(execution)
+    if graph is not None:
+        written = write_execution_graph(record, graph)
+        console.print(f"graph written to {written}", highlight=False, soft_wrap=True)
     typer.echo(json.dumps(record.to_dict(detail=True), indent=2))
 
 
