@@ -372,7 +372,10 @@ def create_app(config: DashboardConfig) -> Any:
             return not_found(exc)
         view = console.execution_view(record)
         html = pages.execution_html(
-            console.execution_detail(record, view), view.svg, console.event_rows(record)
+            console.execution_detail(record, view),
+            view.svg,
+            view.graph_error,
+            console.event_rows(record),
         )
         return HTMLResponse(html, headers={"Cache-Control": "no-store"})
 

@@ -9,14 +9,15 @@ JSON or escaped into HTML by :mod:`scones.dashboard.pages`.
 
 from __future__ import annotations
 
+import functools
 import io
-import json
+import threading
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from scones.dashboard.graph import definition_dot, inline_svg, render
+from scones.dashboard.graph import GraphvizError, definition_dot, inline_svg, render
 from scones.dashboard.trace import NOT_REACHED, ExecutionTrace, StateTrace, trace_execution
 from scones.errors import SconesError, UsageError
 from scones.functions.serialize_image_data import (
@@ -40,7 +41,8 @@ from scones.workflow.runs import lambda_message, outcome_of
 THUMBNAIL_PIXELS = 96
 IMAGE_PIXELS = 512
 MAX_PAYLOAD_CHARS = 20_000  # of one state input or output sent to the page
-STATS_EXECUTIONS = 200  # recent executions behind a state machine's per-state figures
+STATS_EXECUTIONS = 100  # recent executions behind a state machine's per-state figures
+OUTCOMES_CACHED = 4096  # failed executions whose class and confidence stay in memory
 GRAPH_FORMATS = {".svg": "svg", ".png": "png"}
 
 
@@ -69,14 +71,34 @@ def _iso(moment: datetime | None) -> str | None:
 # --- the executions list -------------------------------------------------------------------
 
 
+# (database, execution id) -> (class, confidence) of failed executions: finished ones never
+# change, and their class is in the history, which costs a decompression to read.
+_FAILED_OUTCOMES: dict[tuple[str, str], tuple[str | None, float | None]] = {}
+_OUTCOMES_LOCK = threading.Lock()
+
+
+def _failed_outcome(db: ExecutionStore, execution_id: str) -> tuple[str | None, float | None]:
+    key = (str(db.db_path), execution_id)
+    with _OUTCOMES_LOCK:
+        cached = _FAILED_OUTCOMES.get(key)
+    if cached is not None:
+        return cached
+    outcome = outcome_of(db.get(execution_id))
+    with _OUTCOMES_LOCK:
+        if len(_FAILED_OUTCOMES) >= OUTCOMES_CACHED:
+            _FAILED_OUTCOMES.pop(next(iter(_FAILED_OUTCOMES)))  # the oldest entry
+        _FAILED_OUTCOMES[key] = (outcome.top_class, outcome.confidence)
+    return outcome.top_class, outcome.confidence
+
+
 def row_of(db: ExecutionStore, summary: ExecutionSummary) -> dict[str, Any]:
     """One execution as a list row: status, image key, class and confidence, duration."""
     top_class = confidence = None
-    if summary.status != "RUNNING":
-        # A failed execution's class is in its history; a succeeded one's in its output.
-        record = db.get(summary.execution_id) if summary.status != "SUCCEEDED" else None
-        outcome = outcome_of(record or _as_record(summary))
+    if summary.status == "SUCCEEDED":
+        outcome = outcome_of(_as_record(summary))
         top_class, confidence = outcome.top_class, outcome.confidence
+    elif summary.status != "RUNNING":
+        top_class, confidence = _failed_outcome(db, summary.execution_id)
     key = summary.input.get("s3_key") if isinstance(summary.input, dict) else None
     keys = summary.input.get("keys") if isinstance(summary.input, dict) else None
     return {
@@ -136,6 +158,7 @@ class ExecutionView:
     trace: ExecutionTrace
     svg: str | None  # the inline <svg> element, None without a known definition
     node_paths: dict[str, str]  # SVG node id -> state path
+    graph_error: str | None = None  # why there is no graph (no definition, no Graphviz)
 
 
 def find_execution(db_path: Path, ref: str) -> ExecutionRecord:
@@ -148,12 +171,17 @@ def find_execution(db_path: Path, ref: str) -> ExecutionRecord:
 def execution_view(record: ExecutionRecord, *, draw: bool = True) -> ExecutionView:
     definition = definition_for(record.state_machine)
     trace = trace_execution(record.history, record.status, definition)
-    svg, node_paths = None, dict[str, str]()
-    if definition is not None:
+    svg, node_paths, error = None, dict[str, str](), None
+    if definition is None:
+        error = f"No definition of state machine {record.state_machine!r} to draw."
+    else:
         dot, node_paths = definition_dot(definition, trace)
         if draw:
-            svg = inline_svg(render(dot, "svg"))
-    return ExecutionView(record, definition, trace, svg, node_paths)
+            try:
+                svg = inline_svg(render(dot, "svg"))
+            except GraphvizError as exc:  # the page still shows the states and history
+                error = str(exc)
+    return ExecutionView(record, definition, trace, svg, node_paths, error)
 
 
 def execution_graph(record: ExecutionRecord, fmt: str) -> bytes:
@@ -297,6 +325,22 @@ def image_png(
 # --- one state machine ---------------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=16)
+def _definition_svg(state_machine: str) -> str | None:
+    """The uncoloured graph of one of our definitions (package files: drawn once)."""
+    definition = definition_for(state_machine)
+    if definition is None:
+        return None
+    return inline_svg(render(definition_dot(definition)[0], "svg"))
+
+
+def _definition_svg_or_error(state_machine: str) -> tuple[str | None, str | None]:
+    try:
+        return _definition_svg(state_machine), None
+    except GraphvizError as exc:
+        return None, str(exc)
+
+
 def state_machine_view(db_path: Path, name: str) -> dict[str, Any]:
     """Counts by status, and per state over the recent executions: reached, failed, retried."""
     definition = definition_for(name)
@@ -321,14 +365,12 @@ def state_machine_view(db_path: Path, name: str) -> dict[str, Any]:
                 figures["seconds"] += state.seconds
     if definition is None and not counts:
         raise ConsoleError(f"no state machine {name!r}")
-    svg = None
-    if definition is not None:
-        svg = inline_svg(render(definition_dot(definition)[0], "svg"))
+    svg, error = _definition_svg_or_error(name) if definition is not None else (None, None)
     return {
         "name": name,
         "counts": counts,
         "recent": recent,
         "per_state": per_state,
         "svg": svg,
-        "definition_json": json.dumps(definition, indent=2) if definition else None,
+        "graph_error": error,
     }

@@ -189,9 +189,9 @@ def _machine(b: _Builder, machine: dict[str, Any], scope: tuple[str, ...], start
         retriers = [r for r in state.get("Retry") or [] if isinstance(r, dict)]
         if retriers:
             retried_on = sorted({str(e) for r in retriers for e in r.get("ErrorEquals") or []})
-            shown = ", ".join(retried_on[:2])
-            if len(retried_on) > 2:
-                shown += f" +{len(retried_on) - 2}"
+            shown = retried_on[0] if retried_on else "?"
+            if len(retried_on) > 1:
+                shown += f" +{len(retried_on) - 1}"
             entry = entries[name]
             found = b.trace.states.get(path) if b.trace is not None else None
             retried = found is not None and found.retries > 0

@@ -145,10 +145,12 @@ def executions_html(data: dict[str, Any], filters: dict[str, str], refresh: floa
     return _layout("Executions", body, page="executions")
 
 
-def execution_html(detail: dict[str, Any], svg: str | None, events: list[dict[str, Any]]) -> str:
+def execution_html(
+    detail: dict[str, Any], svg: str | None, graph_error: str | None, events: list[dict[str, Any]]
+) -> str:
     """/executions/{id}: graph, state panel, the image, the event history."""
     href = execution_href(detail["execution_id"])
-    graph = svg or "<p class='muted'>No definition of this state machine to draw.</p>"
+    graph = svg or f"<p class='graph-error'>{esc(graph_error)}</p>"
     event_rows = "".join(
         f"<tr data-state='{esc(e['state'])}'><td>{esc(e['id'])}</td><td>{esc(e['type'])}</td>"
         f"<td>{esc(e['state'])}</td><td>{esc(e['timestamp'])}</td><td class='detail'>"
@@ -211,7 +213,8 @@ def state_machine_html(view: dict[str, Any]) -> str:
     body = (
         f"<header><h1>{esc(name)}</h1></header><section class='cards' id='counts'>{counts}"
         f"</section><p><a href='{link}'>Executions of this state machine</a></p>"
-        f"<section class='graph'><h2>Definition</h2>{view['svg'] or ''}</section>"
+        f"<section class='graph'><h2>Definition</h2>"
+        f"{view['svg'] or esc(view.get('graph_error'))}</section>"
         f"<section><h2>States over the last {view['recent']} executions</h2>"
         "<table id='per-state'><thead><tr><th>State</th><th>Reached</th><th>Failed</th>"
         "<th>Caught</th><th>Retries</th><th>Mean time</th><th>Total time</th></tr></thead>"

@@ -43,6 +43,8 @@ _SCHEMA_VERSION = 3
 # A history event's detail strings at least this long (payloads: input, output, parameters)
 # are stored once each, unescaped, after the events.
 _PAYLOAD_MIN_CHARS = 128
+# Ascending indexes: read backwards, each gives (started_at, rowid) newest first, the order of
+# every list and page, so a page is an index range with no sort.
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS executions (
     execution_id  TEXT PRIMARY KEY,
@@ -58,17 +60,21 @@ CREATE TABLE IF NOT EXISTS executions (
     history_zlib  BLOB,
     owner         TEXT NOT NULL DEFAULT ''
 );
-CREATE INDEX IF NOT EXISTS executions_by_start ON executions (started_at DESC);
-CREATE INDEX IF NOT EXISTS executions_by_status ON executions (status, started_at DESC);
-CREATE INDEX IF NOT EXISTS executions_by_machine ON executions (state_machine, started_at DESC);
+CREATE INDEX IF NOT EXISTS executions_by_start ON executions (started_at);
+CREATE INDEX IF NOT EXISTS executions_by_status ON executions (status, started_at);
+CREATE INDEX IF NOT EXISTS executions_by_machine ON executions (state_machine, started_at);
 CREATE INDEX IF NOT EXISTS executions_by_machine_status
-    ON executions (state_machine, status, started_at DESC);
+    ON executions (state_machine, status, started_at);
 CREATE INDEX IF NOT EXISTS executions_by_name ON executions (name);
 CREATE TABLE IF NOT EXISTS execution_keys (
     object_key   TEXT NOT NULL,
     execution_id TEXT NOT NULL,
     PRIMARY KEY (object_key, execution_id)
 ) WITHOUT ROWID;
+"""
+_DROP_V2_INDEXES = """
+DROP INDEX IF EXISTS executions_by_start;
+DROP INDEX IF EXISTS executions_by_status;
 """
 # Version 2 databases: the object keys of the executions already there (single and Map input).
 _BACKFILL_KEYS = """
@@ -267,6 +273,9 @@ class ExecutionStore:
                     f"executions database {self.db_path} has schema version {version}, newer "
                     f"than this scones ({_SCHEMA_VERSION}); upgrade scones"
                 )
+            if version < 3:
+                # Version 2's indexes ran DESC on started_at; rebuilt ascending (see _SCHEMA).
+                self._conn.executescript(_DROP_V2_INDEXES)
             self._conn.executescript(_SCHEMA)
             if version < 3:
                 self._conn.executescript(_BACKFILL_KEYS)
