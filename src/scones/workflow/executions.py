@@ -12,7 +12,6 @@ a process that dies in between leaves the row RUNNING, never lost.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import json
 import os
@@ -22,7 +21,7 @@ import sqlite3
 import threading
 import uuid
 import zlib
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -76,7 +75,21 @@ _DROP_V2_INDEXES = """
 DROP INDEX IF EXISTS executions_by_start;
 DROP INDEX IF EXISTS executions_by_status;
 """
-# Version 2 databases: the object keys of the executions already there (single and Map input).
+# The object keys an input names (s3_key, or a Map input's keys) go to execution_keys in the
+# statement that inserts the execution (a trigger: still one write per start), and version 2
+# databases get theirs on open, by the same selects over the rows already there. Search finds
+# a Map execution by its first 10,000 keys.
+_KEYS_TRIGGER = """
+CREATE TRIGGER IF NOT EXISTS executions_keys AFTER INSERT ON executions BEGIN
+    INSERT OR IGNORE INTO execution_keys (object_key, execution_id)
+        SELECT json_extract(NEW.input, '$.s3_key'), NEW.execution_id
+        WHERE json_type(NEW.input, '$.s3_key') = 'text';
+    INSERT OR IGNORE INTO execution_keys (object_key, execution_id)
+        SELECT value, NEW.execution_id FROM json_each(NEW.input, '$.keys')
+        WHERE type = 'text' AND json_type(NEW.input, '$.keys') = 'array'
+        LIMIT 10000;
+END;
+"""
 _BACKFILL_KEYS = """
 INSERT OR IGNORE INTO execution_keys (object_key, execution_id)
     SELECT json_extract(input, '$.s3_key'), execution_id FROM executions
@@ -85,7 +98,6 @@ INSERT OR IGNORE INTO execution_keys (object_key, execution_id)
     SELECT item.value, e.execution_id FROM executions AS e, json_each(e.input, '$.keys') AS item
     WHERE json_valid(e.input) AND json_type(e.input, '$.keys') = 'array' AND item.type = 'text';
 """
-MAX_KEYS_INDEXED = 10_000  # object keys of one (Map) execution that search can find
 _SELECT = (
     "SELECT execution_id, name, state_machine, status, input, output, error, cause, "
     "started_at, stopped_at, history_zlib FROM executions"
@@ -276,7 +288,7 @@ class ExecutionStore:
             if version < 3:
                 # Version 2's indexes ran DESC on started_at; rebuilt ascending (see _SCHEMA).
                 self._conn.executescript(_DROP_V2_INDEXES)
-            self._conn.executescript(_SCHEMA)
+            self._conn.executescript(_SCHEMA + _KEYS_TRIGGER)
             if version < 3:
                 self._conn.executescript(_BACKFILL_KEYS)
             self._conn.execute(f"PRAGMA user_version={_SCHEMA_VERSION}")
@@ -290,16 +302,6 @@ class ExecutionStore:
     def close(self) -> None:
         with self._lock:
             self._conn.close()
-
-    @contextlib.contextmanager
-    def _transaction(self) -> Iterator[None]:
-        self._conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-        except BaseException:
-            self._conn.execute("ROLLBACK")
-            raise
-        self._conn.execute("COMMIT")
 
     def __enter__(self) -> ExecutionStore:
         return self
@@ -330,19 +332,15 @@ class ExecutionStore:
             )
         execution_id = execution_id_for(state_machine, name)
         started = _now()
-        with self._lock, self._transaction():
-            # One transaction: the row and its object keys (for search) land together.
+        with self._lock:
+            # One autocommitted statement: the common case (a new name) costs one write (the
+            # trigger executions_keys adds its object keys in the same statement).
             created = self._conn.execute(
                 "INSERT INTO executions (execution_id, name, state_machine, status, input, "
                 "started_at, owner) VALUES (?, ?, ?, 'RUNNING', ?, ?, ?) "
                 "ON CONFLICT (execution_id) DO NOTHING",
                 (execution_id, name, state_machine, input_json, _iso(started), _owner()),
             ).rowcount
-            if created == 1:
-                self._conn.executemany(
-                    "INSERT OR IGNORE INTO execution_keys (object_key, execution_id) VALUES (?, ?)",
-                    [(key, execution_id) for key in object_keys(input)],
-                )
         if created != 1:
             existing = self.get(execution_id)
             if _canonical(existing.input) != _canonical(input):
@@ -542,16 +540,6 @@ class ExecutionStore:
                 params,
             ).fetchone()
         return row is not None
-
-
-def object_keys(input: Any) -> list[str]:
-    """The object keys an execution's input names: ``s3_key``, or a Map input's ``keys``."""
-    if not isinstance(input, dict):
-        return []
-    keys = [input["s3_key"]] if isinstance(input.get("s3_key"), str) else []
-    if isinstance(input.get("keys"), list):
-        keys.extend(key for key in input["keys"][:MAX_KEYS_INDEXED] if isinstance(key, str))
-    return list(dict.fromkeys(keys))
 
 
 def _check_status(status: str | None) -> None:
