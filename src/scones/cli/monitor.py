@@ -184,7 +184,10 @@ def dashboard(
     ] = None,
     store: StoreOption = None,
 ) -> None:
-    """Serve a live page: executions, confidence over time, class mix, drift, failed images."""
+    """Serve a live page: executions, confidence over time, class mix, drift, failed images.
+
+    Also the workflow console: /executions, each execution's graph, /state-machines/NAME.
+    """
     from scones.dashboard.app import DashboardConfig, serve_dashboard
     from scones.errors import UsageError
     from scones.monitor.runner import MonitorOptions, parse_age

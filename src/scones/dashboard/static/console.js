@@ -69,7 +69,7 @@ function showState(detail, path, node) {
     if (run.output !== null) box.append(el("h4", "", "Output"), el("pre", "output", pretty(run.output)));
     body.append(box);
   });
-  if (detail.total_runs && state.entered > state.runs.length) {
+  if (state.entered > state.runs.length) {
     body.append(el("p", "muted", `Showing ${state.runs.length} of ${state.entered} runs.`));
   }
 }
