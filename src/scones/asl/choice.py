@@ -33,11 +33,8 @@ def parse_timestamp(value: Any) -> _dt.datetime | None:
                 return None
             tz = _dt.timezone(sign * _dt.timedelta(hours=hh, minutes=mm))
         micro = int((frac[1:] + "000000")[:6]) if frac else 0
-        base = _dt.datetime(int(y), int(mo), int(d), int(h), int(mi), int(s), micro, tzinfo=tz)
-        if frac and len(frac) > 7:
-            # Keep sub-microsecond precision for ordering: store as extra attribute via timedelta.
-            pass
-        return base
+        # Digits past the microsecond are dropped, as Python's datetime holds no finer time.
+        return _dt.datetime(int(y), int(mo), int(d), int(h), int(mi), int(s), micro, tzinfo=tz)
     except ValueError:
         return None
 

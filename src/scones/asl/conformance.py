@@ -25,7 +25,7 @@ from typing import Any
 from . import execute, load
 from .clock import FakeClock
 from .errors import DefinitionError, StatesError, TaskTimedOut
-from .interpreter import ExecutionConfig
+from .execution import ExecutionConfig
 from .resources import Resources, TaskRequest
 
 CASE_TIMEOUT_S = 10.0
@@ -63,7 +63,7 @@ class Normaliser:
     def value(self, v: Any) -> Any:
         text = json.dumps(v, ensure_ascii=False)
         for rx, rep in self.replacements:
-            text = rx.sub(lambda _m, rep=rep: rep, text)
+            text = rx.sub(rep.replace("\\", "\\\\"), text)
         text = _ISO_RE.sub(_date_or_keep, text)
         return json.loads(text)
 

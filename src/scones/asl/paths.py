@@ -336,7 +336,9 @@ def _unquote(p: str) -> str:
 
 
 def _split_top(s: str, sep: str) -> list[str]:
-    parts, depth, quote, cur = [], 0, "", []
+    parts: list[str] = []
+    current: list[str] = []
+    depth, quote = 0, ""
     for ch in s:
         if quote:
             if ch == quote:
@@ -348,11 +350,11 @@ def _split_top(s: str, sep: str) -> list[str]:
         elif ch in ")]":
             depth -= 1
         elif ch == sep and depth == 0:
-            parts.append("".join(cur))
-            cur = []
+            parts.append("".join(current))
+            current = []
             continue
-        cur.append(ch)
-    parts.append("".join(cur))
+        current.append(ch)
+    parts.append("".join(current))
     return parts
 
 

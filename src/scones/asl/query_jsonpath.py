@@ -1,0 +1,284 @@
+"""JSONPath as the query language: InputPath, Parameters, ResultSelector, ResultPath, OutputPath.
+
+Data flows through a state as AWS describes it ("Processing input and output"): InputPath
+picks the effective input, Parameters shapes it, ResultSelector shapes the result,
+ResultPath places it into the raw input and OutputPath picks the output.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from .choice import parse_timestamp
+from .paths import JsonPath, PathNotFound, PathWriteError, set_path
+from .states import (
+    MISSING,
+    Assigned,
+    Catcher,
+    MapInput,
+    OptionalPath,
+    State,
+    TaskInput,
+)
+from .templates import EvaluationError, Scope, Template, UndefinedVariable
+
+MAX_WAIT_SECONDS = 2**31 - 1
+_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
+def _as_text(value: Any) -> str:
+    """A value as AWS quotes it in a cause: strings bare, everything else as JSON."""
+    return value if isinstance(value, str) else _encode(value)
+
+
+def _resolve(path: JsonPath, scope: Scope) -> Any:
+    """A path's value; a missing one is an "Invalid path" error."""
+    try:
+        return scope.resolve(path)
+    except PathNotFound as e:
+        raise EvaluationError(f"Invalid path '{path.text}' : {e.message}") from None
+    except UndefinedVariable:
+        raise EvaluationError(f"Invalid path '{path.text}' : The variable is not defined") from None
+
+
+def _apply(path: OptionalPath, scope: Scope) -> Any:
+    """InputPath/OutputPath/ItemsPath: absent keeps the input, null gives {}."""
+    if path is MISSING:
+        return scope.input
+    if path is None:
+        return {}
+    assert isinstance(path, JsonPath)
+    return _resolve(path, scope)
+
+
+def _evaluate(template: Template | None, scope: Scope) -> Any:
+    return None if template is None else template.evaluate(scope)
+
+
+def _output(state: State, scope: Scope, result: Any) -> Any:
+    """ResultPath places `result` into the raw input (scope.input); OutputPath filters it."""
+    result_path = state.result_path
+    if result_path is MISSING:
+        output = result
+    elif result_path is None:
+        output = scope.input
+    else:
+        assert isinstance(result_path, JsonPath)
+        try:
+            output = set_path(scope.input, result_path, result)
+        except PathWriteError as e:
+            raise EvaluationError(f"Invalid path '{result_path.text}' : {e}") from None
+    if state.output_path is MISSING:
+        return output
+    return _apply(state.output_path, scope.with_input(output))
+
+
+def _positive_int(path: JsonPath, scope: Scope, field: str) -> int:
+    value = _resolve(path, scope)
+    if not (isinstance(value, int) and not isinstance(value, bool)) or value <= 0:
+        raise EvaluationError(
+            f'The {field} field refers to value "{_as_text(value)}" which is not a valid '
+            f"positive integer: {path.text}"
+        )
+    return value
+
+
+def _non_negative_int(path: JsonPath, scope: Scope, field: str) -> int:
+    value = _resolve(path, scope)
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or int(value) != value
+        or value < 0
+    ):
+        raise EvaluationError(
+            f'The {field} field refers to value "{_as_text(value)}" which is not a valid '
+            f"integer: {path.text}"
+        )
+    return int(value)
+
+
+def _percentage(path: JsonPath, scope: Scope) -> float:
+    value = _resolve(path, scope)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 100:
+        raise EvaluationError(
+            f'The ToleratedFailurePercentagePath field refers to value "{_as_text(value)}" '
+            f"which is not a valid percentage: {path.text}"
+        )
+    return float(value)
+
+
+def _wait_seconds(state: State, scope: Scope, now: float) -> float:
+    if state.wait_seconds is not None:
+        return float(state.wait_seconds)
+    if state.seconds_path is not None:
+        path = state.seconds_path
+        try:
+            value = scope.resolve(path)
+        except (PathNotFound, UndefinedVariable):
+            raise EvaluationError(
+                f"The SecondsPath parameter does not reference an input value: {path.text}"
+            ) from None
+        if not (isinstance(value, int) and not isinstance(value, bool)) or value < 0:
+            raise EvaluationError(
+                f"The SecondsPath parameter cannot be parsed as a long value: {path.text} == "
+                f"{_as_text(value)}"
+            )
+        return float(value)
+    timestamp = state.wait_timestamp
+    if timestamp is None:
+        timestamp_path = state.timestamp_path
+        assert timestamp_path is not None  # the compiler requires one of the four fields
+        try:
+            value = scope.resolve(timestamp_path)
+        except (PathNotFound, UndefinedVariable):
+            raise EvaluationError(
+                "The TimestampPath parameter does not reference an input value: "
+                f"{timestamp_path.text}"
+            ) from None
+        timestamp = parse_timestamp(value)
+        if timestamp is None:
+            raise EvaluationError(
+                "The TimestampPath parameter does not reference a valid ISO-8601 extended "
+                f"offset date-time format string: {timestamp_path.text} == {_as_text(value)}"
+            )
+    return timestamp.timestamp() - now
+
+
+class JsonPathQueries:
+    """Evaluates the JSONPath fields of a state (stateless; one instance serves all)."""
+
+    def pass_output(self, state: State, scope: Scope) -> tuple[Any, Assigned]:
+        effective = _apply(state.input_path, scope)
+        if state.parameters is not None:
+            effective = state.parameters.evaluate(scope.with_input(effective))
+        result = effective if state.result is MISSING else state.result
+        assigned = _evaluate(state.assign, scope.with_input(result))
+        return _output(state, scope, result), assigned
+
+    def succeed_output(self, state: State, scope: Scope) -> Any:
+        effective = _apply(state.input_path, scope)
+        return _output(state, scope.with_input(effective), effective)
+
+    def fail_fields(self, state: State, scope: Scope) -> tuple[str | None, str | None]:
+        error = state.error if state.error_path is None else state.error_path(scope)
+        cause = state.cause if state.cause_path is None else state.cause_path(scope)
+        return error, cause
+
+    def choose(self, state: State, scope: Scope) -> tuple[Any, str | None, Assigned]:
+        effective_scope = scope.with_input(_apply(state.input_path, scope))
+        target = state.default
+        rule_assign = None
+        for rule in state.choices:
+            if rule.predicate is not None and rule.predicate(effective_scope):
+                target, rule_assign = rule.next, rule.assign
+                break
+        if target is None:
+            return None, None, None
+        assigned = None
+        if state.assign is not None or rule_assign is not None:
+            assigned = {}
+            if state.assign is not None:
+                assigned.update(state.assign.evaluate(effective_scope))
+            if rule_assign is not None:
+                assigned.update(rule_assign.evaluate(effective_scope))
+        return _output(state, effective_scope, effective_scope.input), target, assigned
+
+    def wait(self, state: State, scope: Scope, now: float) -> tuple[float, Any, Assigned]:
+        effective_scope = scope.with_input(_apply(state.input_path, scope))
+        seconds = _wait_seconds(state, effective_scope, now)
+        if seconds > MAX_WAIT_SECONDS:
+            raise EvaluationError("Wait state delay is too long.")
+        assigned = _evaluate(state.assign, effective_scope)
+        return seconds, _output(state, effective_scope, effective_scope.input), assigned
+
+    def task_input(self, state: State, scope: Scope) -> TaskInput:
+        effective_scope = scope.with_input(_apply(state.input_path, scope))
+        parameters = (
+            effective_scope.input
+            if state.parameters is None
+            else state.parameters.evaluate(effective_scope)
+        )
+        timeout: int | None
+        heartbeat: int | None
+        if state.timeout_seconds_path is not None:
+            timeout = _positive_int(
+                state.timeout_seconds_path, effective_scope, "TimeoutSecondsPath"
+            )
+        else:
+            timeout = state.timeout_seconds
+        if state.heartbeat_seconds_path is not None:
+            heartbeat = _positive_int(
+                state.heartbeat_seconds_path, effective_scope, "HeartbeatSecondsPath"
+            )
+        else:
+            heartbeat = state.heartbeat_seconds
+        credentials = _evaluate(state.credentials, effective_scope)
+        return TaskInput(parameters, timeout, heartbeat, credentials)
+
+    def branch_input(self, state: State, scope: Scope) -> Any:
+        effective = _apply(state.input_path, scope)
+        if state.parameters is not None:
+            effective = state.parameters.evaluate(scope.with_input(effective))
+        return effective
+
+    def map_input(self, state: State, scope: Scope) -> MapInput:
+        effective_scope = scope.with_input(_apply(state.input_path, scope))
+        items = _apply(state.items_path, effective_scope)
+        if not isinstance(items, list):
+            path_text = state.items_path.text if isinstance(state.items_path, JsonPath) else "$"
+            raise EvaluationError(
+                f"Invalid path '{path_text}' : Map state input must be an array but was: "
+                f"{_encode(items)}"
+            )
+        if state.max_concurrency_path is not None:
+            max_concurrency = _non_negative_int(
+                state.max_concurrency_path, effective_scope, "MaxConcurrencyPath"
+            )
+        else:
+            max_concurrency = state.max_concurrency
+        if state.tolerated_failure_count_path is not None:
+            tolerated_count: int | None = _non_negative_int(
+                state.tolerated_failure_count_path, effective_scope, "ToleratedFailureCountPath"
+            )
+        else:
+            tolerated_count = state.tolerated_failure_count
+        if state.tolerated_failure_percentage_path is not None:
+            tolerated_percentage: float | None = _percentage(
+                state.tolerated_failure_percentage_path, effective_scope
+            )
+        else:
+            tolerated_percentage = state.tolerated_failure_percentage
+        selector = state.item_selector
+        if selector is None:
+            item_inputs = list(items)
+        else:
+            item_inputs = [
+                selector.evaluate(
+                    effective_scope.with_context({"Map": {"Item": {"Index": i, "Value": item}}})
+                )
+                for i, item in enumerate(items)
+            ]
+        return MapInput(item_inputs, max_concurrency, tolerated_count, tolerated_percentage)
+
+    def result_output(self, state: State, scope: Scope, result: Any) -> tuple[Any, Assigned]:
+        if state.result_selector is not None:
+            result = state.result_selector.evaluate(scope.with_input(result))
+        assigned = _evaluate(state.assign, scope.with_input(result))
+        return _output(state, scope, result), assigned
+
+    def catch_output(
+        self, state: State, scope: Scope, catcher: Catcher, error_output: dict[str, Any]
+    ) -> tuple[Any, Assigned]:
+        if catcher.result_path is None:
+            output = scope.input
+        else:
+            try:
+                output = set_path(scope.input, catcher.result_path, error_output)
+            except PathWriteError as e:
+                raise EvaluationError(f"Invalid path '{catcher.result_path.text}' : {e}") from None
+        return output, _evaluate(catcher.assign, scope.with_input(error_output))
+
+
+JSONPATH_QUERIES = JsonPathQueries()
