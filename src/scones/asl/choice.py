@@ -8,6 +8,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from .causes import CAUSES, cause
 from .paths import JsonPath, PathNotFound, PathSyntaxError
 from .templates import EvaluationError, Scope, UndefinedVariable
 
@@ -105,9 +106,10 @@ def _read(scope: Scope, path: JsonPath) -> Any:
     try:
         return scope.resolve(path)
     except PathNotFound as e:
-        raise EvaluationError(f"Invalid path '{path.text}' : {e.message}") from None
+        raise EvaluationError(cause("invalid_path", path=path.text, reason=e.message)) from None
     except UndefinedVariable:
-        raise EvaluationError(f"Invalid path '{path.text}' : the variable is not defined") from None
+        reason = CAUSES["undefined_variable"]
+        raise EvaluationError(cause("invalid_path", path=path.text, reason=reason)) from None
 
 
 def compile_rule(rule: Any, loc: str, problems: list[str], top: bool) -> Predicate | None:

@@ -331,17 +331,36 @@ def _parse_bracket(body: str, text: str) -> tuple[int, Any]:
     return (_UNION, tuple(items))
 
 
-def _unquote(p: str) -> str:
-    return re.sub(r"\\(.)", r"\1", p[1:-1])
+# Escapes in a quoted name or filter string, as Java's (and so AWS's JsonPath) reads them.
+_ESCAPES = {"b": "\b", "t": "\t", "n": "\n", "f": "\f", "r": "\r"}
+_ESCAPE_RE = re.compile(r"\\(u[0-9a-fA-F]{4}|.)", re.S)
+
+
+def _unescape_match(match: re.Match[str]) -> str:
+    escaped = match.group(1)
+    if len(escaped) == 5:  # \uXXXX
+        return chr(int(escaped[1:], 16))
+    # \' \" \\ stand for themselves; so does any other escaped character.
+    return _ESCAPES.get(escaped, escaped)
+
+
+def _unquote(quoted: str) -> str:
+    """The text of a quoted literal ('...' or "..."), its escape sequences resolved."""
+    return _ESCAPE_RE.sub(_unescape_match, quoted[1:-1])
 
 
 def _split_top(s: str, sep: str) -> list[str]:
     parts: list[str] = []
     current: list[str] = []
     depth, quote = 0, ""
+    escaped = False
     for ch in s:
-        if quote:
-            if ch == quote:
+        if escaped:
+            escaped = False
+        elif quote:
+            if ch == "\\":
+                escaped = True
+            elif ch == quote:
                 quote = ""
         elif ch in "'\"":
             quote = ch

@@ -7,9 +7,9 @@ ResultPath places it into the raw input and OutputPath picks the output.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
+from .causes import CAUSES, cause
 from .choice import parse_timestamp
 from .paths import JsonPath, PathNotFound, PathWriteError, set_path
 from .states import (
@@ -24,12 +24,15 @@ from .states import (
 from .templates import EvaluationError, Scope, Template, UndefinedVariable
 
 MAX_WAIT_SECONDS = 2**31 - 1
-_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
-def _as_text(value: Any) -> str:
-    """A value as AWS quotes it in a cause: strings bare, everything else as JSON."""
-    return value if isinstance(value, str) else _encode(value)
+def _is_integer(value: Any) -> bool:
+    """A JSON integer; a float with no fraction counts, as JSON does not tell them apart."""
+    return (
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and float(value).is_integer()
+    )
 
 
 def _resolve(path: JsonPath, scope: Scope) -> Any:
@@ -37,9 +40,10 @@ def _resolve(path: JsonPath, scope: Scope) -> Any:
     try:
         return scope.resolve(path)
     except PathNotFound as e:
-        raise EvaluationError(f"Invalid path '{path.text}' : {e.message}") from None
+        raise EvaluationError(cause("invalid_path", path=path.text, reason=e.message)) from None
     except UndefinedVariable:
-        raise EvaluationError(f"Invalid path '{path.text}' : The variable is not defined") from None
+        reason = CAUSES["undefined_variable"]
+        raise EvaluationError(cause("invalid_path", path=path.text, reason=reason)) from None
 
 
 def _apply(path: OptionalPath, scope: Scope) -> Any:
@@ -65,37 +69,36 @@ def _output(state: State, scope: Scope, result: Any) -> Any:
         output = scope.input
     else:
         assert isinstance(result_path, JsonPath)
-        try:
-            output = set_path(scope.input, result_path, result)
-        except PathWriteError as e:
-            raise EvaluationError(f"Invalid path '{result_path.text}' : {e}") from None
+        output = _set_result(scope.input, result_path, result)
     if state.output_path is MISSING:
         return output
     return _apply(state.output_path, scope.with_input(output))
+
+
+def _set_result(data: Any, path: JsonPath, result: Any) -> Any:
+    try:
+        return set_path(data, path, result)
+    except PathWriteError as e:
+        raise EvaluationError(cause("invalid_path", path=path.text, reason=str(e))) from None
 
 
 def _positive_int(path: JsonPath, scope: Scope, field: str) -> int:
     value = _resolve(path, scope)
     if not (isinstance(value, int) and not isinstance(value, bool)) or value <= 0:
         raise EvaluationError(
-            f'The {field} field refers to value "{_as_text(value)}" which is not a valid '
-            f"positive integer: {path.text}"
+            cause("path_not_positive_integer", field=field, value=value, path=path.text)
         )
     return value
 
 
 def _non_negative_int(path: JsonPath, scope: Scope, field: str) -> int:
     value = _resolve(path, scope)
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or int(value) != value
-        or value < 0
-    ):
-        raise EvaluationError(
-            f'The {field} field refers to value "{_as_text(value)}" which is not a valid '
-            f"integer: {path.text}"
-        )
+    if not _is_integer(value):
+        raise EvaluationError(cause("path_not_integer", field=field, value=value, path=path.text))
+    if value < 0:
+        if field == "MaxConcurrencyPath":
+            raise EvaluationError(cause("max_concurrency_negative", value=value))
+        raise EvaluationError(cause("path_not_integer", field=field, value=value, path=path.text))
     return int(value)
 
 
@@ -103,8 +106,12 @@ def _percentage(path: JsonPath, scope: Scope) -> float:
     value = _resolve(path, scope)
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 100:
         raise EvaluationError(
-            f'The ToleratedFailurePercentagePath field refers to value "{_as_text(value)}" '
-            f"which is not a valid percentage: {path.text}"
+            cause(
+                "path_not_percentage",
+                field="ToleratedFailurePercentagePath",
+                value=value,
+                path=path.text,
+            )
         )
     return float(value)
 
@@ -117,14 +124,11 @@ def _wait_seconds(state: State, scope: Scope, now: float) -> float:
         try:
             value = scope.resolve(path)
         except (PathNotFound, UndefinedVariable):
-            raise EvaluationError(
-                f"The SecondsPath parameter does not reference an input value: {path.text}"
-            ) from None
-        if not (isinstance(value, int) and not isinstance(value, bool)) or value < 0:
-            raise EvaluationError(
-                f"The SecondsPath parameter cannot be parsed as a long value: {path.text} == "
-                f"{_as_text(value)}"
-            )
+            raise EvaluationError(cause("seconds_path_missing", path=path.text)) from None
+        if not (isinstance(value, int) and not isinstance(value, bool)):
+            raise EvaluationError(cause("seconds_path_not_long", path=path.text, value=value))
+        if value < 0:
+            raise EvaluationError(cause("seconds_path_negative", path=path.text, value=value))
         return float(value)
     timestamp = state.wait_timestamp
     if timestamp is None:
@@ -134,14 +138,12 @@ def _wait_seconds(state: State, scope: Scope, now: float) -> float:
             value = scope.resolve(timestamp_path)
         except (PathNotFound, UndefinedVariable):
             raise EvaluationError(
-                "The TimestampPath parameter does not reference an input value: "
-                f"{timestamp_path.text}"
+                cause("timestamp_path_missing", path=timestamp_path.text)
             ) from None
         timestamp = parse_timestamp(value)
         if timestamp is None:
             raise EvaluationError(
-                "The TimestampPath parameter does not reference a valid ISO-8601 extended "
-                f"offset date-time format string: {timestamp_path.text} == {_as_text(value)}"
+                cause("timestamp_path_not_timestamp", path=timestamp_path.text, value=value)
             )
     return timestamp.timestamp() - now
 
@@ -189,7 +191,7 @@ class JsonPathQueries:
         effective_scope = scope.with_input(_apply(state.input_path, scope))
         seconds = _wait_seconds(state, effective_scope, now)
         if seconds > MAX_WAIT_SECONDS:
-            raise EvaluationError("Wait state delay is too long.")
+            raise EvaluationError(cause("wait_too_long"))
         assigned = _evaluate(state.assign, effective_scope)
         return seconds, _output(state, effective_scope, effective_scope.input), assigned
 
@@ -228,10 +230,7 @@ class JsonPathQueries:
         items = _apply(state.items_path, effective_scope)
         if not isinstance(items, list):
             path_text = state.items_path.text if isinstance(state.items_path, JsonPath) else "$"
-            raise EvaluationError(
-                f"Invalid path '{path_text}' : Map state input must be an array but was: "
-                f"{_encode(items)}"
-            )
+            raise EvaluationError(cause("map_input_not_array", path=path_text, json=items))
         if state.max_concurrency_path is not None:
             max_concurrency = _non_negative_int(
                 state.max_concurrency_path, effective_scope, "MaxConcurrencyPath"
@@ -274,10 +273,7 @@ class JsonPathQueries:
         if catcher.result_path is None:
             output = scope.input
         else:
-            try:
-                output = set_path(scope.input, catcher.result_path, error_output)
-            except PathWriteError as e:
-                raise EvaluationError(f"Invalid path '{catcher.result_path.text}' : {e}") from None
+            output = _set_result(scope.input, catcher.result_path, error_output)
         return output, _evaluate(catcher.assign, scope.with_input(error_output))
 
 

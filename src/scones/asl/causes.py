@@ -1,0 +1,70 @@
+"""The cause texts of runtime errors, as Step Functions words them, from one table.
+
+Where AWS words one failure several ways (a Wait state's SecondsPath: missing, not a
+long, negative), each form is a row here, and code picks a row instead of writing text.
+Sources: the AWS-recorded executions in the conformance set and the Step Functions
+developer guide; rows without a recording say so.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+CAUSES: dict[str, str] = {
+    # JSONPath reads (InputPath, OutputPath, ItemsPath, *Path fields of Task and Map).
+    "invalid_path": "Invalid path '{path}' : {reason}",
+    "undefined_variable": "The variable is not defined",  # the reason of invalid_path
+    # Wait: SecondsPath and TimestampPath (recorded, except seconds_path_negative).
+    "seconds_path_missing": "The SecondsPath parameter does not reference an input value: {path}",
+    "seconds_path_not_long": (
+        "The SecondsPath parameter cannot be parsed as a long value: {path} == {value}"
+    ),
+    "seconds_path_negative": (
+        "The SecondsPath parameter references a negative value: {path} == {value}"
+    ),
+    "timestamp_path_missing": (
+        "The TimestampPath parameter does not reference an input value: {path}"
+    ),
+    "timestamp_path_not_timestamp": (
+        "The TimestampPath parameter does not reference a valid ISO-8601 extended offset "
+        "date-time format string: {path} == {value}"
+    ),
+    "wait_too_long": "Wait state delay is too long.",
+    # Task: TimeoutSecondsPath, HeartbeatSecondsPath.
+    "path_not_positive_integer": (
+        'The {field} field refers to value "{value}" which is not a valid positive integer: {path}'
+    ),
+    # Map: MaxConcurrencyPath, ToleratedFailureCountPath (recorded: not an integer).
+    "path_not_integer": (
+        'The {field} field refers to value "{value}" which is not a valid integer: {path}'
+    ),
+    "max_concurrency_negative": (
+        "Expected non-negative integer for MaxConcurrency, got '{value}' instead."
+    ),
+    "path_not_percentage": (
+        'The {field} field refers to value "{value}" which is not a valid percentage: {path}'
+    ),
+    "map_input_not_array": (
+        "Invalid path '{path}' : Map state input must be an array but was: {json}"
+    ),
+}
+
+
+def cause_value(value: Any) -> str:
+    """A value as AWS quotes it in a cause: strings bare, everything else as JSON."""
+    return value if isinstance(value, str) else _encode(value)
+
+
+def cause(kind: str, **fields: Any) -> str:
+    """The cause text `kind` of CAUSES with its fields filled in.
+
+    `value` is quoted as AWS quotes values (strings bare), `json` is always JSON text.
+    """
+    if "value" in fields:
+        fields["value"] = cause_value(fields["value"])
+    if "json" in fields:
+        fields["json"] = _encode(fields["json"])
+    return CAUSES[kind].format(**fields)
