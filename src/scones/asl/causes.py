@@ -17,6 +17,17 @@ CAUSES: dict[str, str] = {
     # JSONPath reads (InputPath, OutputPath, ItemsPath, *Path fields of Task and Map).
     "invalid_path": "Invalid path '{path}' : {reason}",
     "undefined_variable": "The variable is not defined",  # the reason of invalid_path
+    # ".$" fields of payload templates (Parameters, ResultSelector, ItemSelector, Assign).
+    "template_path_not_found": (
+        "The JSONPath '{path}' specified for the field '{field}' could not be found in the "
+        "input '{json}'"
+    ),
+    "template_path_undefined_variable": (
+        "The JSONPath '{path}' specified for the field '{field}' references an undefined variable"
+    ),
+    "intrinsic_failed": (
+        "The Intrinsic function '{function}' specified for the field '{field}' failed: {reason}"
+    ),
     # Wait: SecondsPath and TimestampPath (recorded, except seconds_path_negative).
     "seconds_path_missing": "The SecondsPath parameter does not reference an input value: {path}",
     "seconds_path_not_long": (

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from . import intrinsics
+from .causes import cause
 from .paths import JsonPath, PathNotFound, PathSyntaxError
 
 Evaluator = Callable[["Scope"], Any]
@@ -103,10 +104,6 @@ class Variables:
         return out
 
 
-def dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
-
-
 def compile_value_expr(text: Any, field: str, loc: str, problems: list[str]) -> Evaluator | None:
     """A ".$" value: a path or an intrinsic call."""
     if not isinstance(text, str):
@@ -130,52 +127,37 @@ def compile_value_expr(text: Any, field: str, loc: str, problems: list[str]) -> 
     return path_evaluator(path, field)
 
 
+def _resolve_for_field(scope: Scope, path: JsonPath, field: str) -> Any:
+    """A path inside a payload template or intrinsic, with the causes AWS gives for those."""
+    try:
+        return scope.resolve(path)
+    except PathNotFound:
+        searched = (
+            scope.input if path.root == "$" else scope.context() if path.root == "$$" else None
+        )
+        raise EvaluationError(
+            cause("template_path_not_found", path=path.text, field=field, json=searched)
+        ) from None
+    except UndefinedVariable:
+        raise EvaluationError(
+            cause("template_path_undefined_variable", path=path.text, field=field)
+        ) from None
+
+
 def path_evaluator(path: JsonPath, field: str) -> Evaluator:
     def evaluate_path(scope: Scope) -> Any:
-        try:
-            return path.get(scope.root(path))
-        except PathNotFound:
-            where = (
-                scope.input if path.root == "$" else scope.context() if path.root == "$$" else None
-            )
-            raise EvaluationError(
-                f"The JSONPath '{path.text}' specified for the field '{field}' could not be found "
-                f"in the input '{dumps(where)}'"
-            ) from None
-        except UndefinedVariable:
-            raise EvaluationError(
-                f"The JSONPath '{path.text}' specified for the field '{field}' references an "
-                f"undefined variable"
-            ) from None
+        return _resolve_for_field(scope, path, field)
 
     return evaluate_path
 
 
 def _intrinsic_evaluator(call: intrinsics.Call, field: str) -> Evaluator:
     def evaluate_intrinsic(scope: Scope) -> Any:
-        def resolve(p: JsonPath) -> Any:
-            try:
-                return scope.resolve(p)
-            except PathNotFound:
-                where = (
-                    scope.input if p.root == "$" else scope.context() if p.root == "$$" else None
-                )
-                raise EvaluationError(
-                    f"The JSONPath '{p.text}' specified for the field '{field}' could not be found "
-                    f"in the input '{dumps(where)}'"
-                ) from None
-            except UndefinedVariable:
-                raise EvaluationError(
-                    f"The JSONPath '{p.text}' specified for the field '{field}' references an "
-                    f"undefined variable"
-                ) from None
-
         try:
-            return intrinsics.evaluate(call, resolve)
+            return intrinsics.evaluate(call, lambda path: _resolve_for_field(scope, path, field))
         except intrinsics.IntrinsicError as e:
             raise EvaluationError(
-                f"The Intrinsic function '{call.text}' specified for the field '{field}' failed: "
-                f"{e}"
+                cause("intrinsic_failed", function=call.text, field=field, reason=str(e))
             ) from None
 
     return evaluate_intrinsic
