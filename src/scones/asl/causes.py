@@ -58,6 +58,19 @@ CAUSES: dict[str, str] = {
     "path_not_percentage": (
         'The {field} field refers to value "{value}" which is not a valid percentage: {path}'
     ),
+    # JSONata expressions (recorded; error States.QueryEvaluationError).
+    "jsonata_threw": (
+        "The JSONata expression '{expression}' specified for the field '{field}' threw an error "
+        "during evaluation: {reason}"
+    ),
+    "jsonata_undefined": (
+        "The JSONata expression '{expression}' specified for the field '{field}' returned "
+        "nothing (undefined)."
+    ),
+    "jsonata_unsupported_type": (
+        "The JSONata expression '{expression}' specified for the field '{field}' returned an "
+        "unsupported result type."
+    ),
     "map_input_not_array": (
         "Invalid path '{path}' : Map state input must be an array but was: {json}"
     ),

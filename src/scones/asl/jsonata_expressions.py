@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from . import intrinsics
+from .causes import cause
 from .errors import QUERY_EVALUATION_ERROR
 from .templates import EvaluationError
 
@@ -63,27 +64,16 @@ class Expression:
         try:
             value = self.compiled.evaluate(None, bindings)
         except Exception as e:  # JSONata runtime errors become States.QueryEvaluationError
-            raise EvaluationError(
-                f"The JSONata expression '{self.text}' specified for the field '{field}' threw "
-                f"an error during evaluation: {e}",
-                QUERY_EVALUATION_ERROR,
-                field,
-            ) from None
+            raise self._failure("jsonata_threw", field, reason=str(e)) from None
         if value is None:
-            raise EvaluationError(
-                f"The JSONata expression '{self.text}' specified for the field '{field}' "
-                "returned nothing (undefined).",
-                QUERY_EVALUATION_ERROR,
-                field,
-            )
+            raise self._failure("jsonata_undefined", field)
         if not _is_json(value):
-            raise EvaluationError(
-                f"The JSONata expression '{self.text}' specified for the field '{field}' "
-                "returned an unsupported result type.",
-                QUERY_EVALUATION_ERROR,
-                field,
-            )
+            raise self._failure("jsonata_unsupported_type", field)
         return from_jsonata(value)
+
+    def _failure(self, kind: str, field: str, **fields: Any) -> EvaluationError:
+        text = cause(kind, expression=self.text, field=field, **fields)
+        return EvaluationError(text, QUERY_EVALUATION_ERROR, field)
 
 
 def _aws_functions() -> dict[str, Callable[..., Any]]:
