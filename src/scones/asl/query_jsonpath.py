@@ -56,8 +56,16 @@ def _apply(path: OptionalPath, scope: Scope) -> Any:
     return _resolve(path, scope)
 
 
-def _evaluate(template: Template | None, scope: Scope) -> Any:
-    return None if template is None else template.evaluate(scope)
+def _effective_scope(state: State, scope: Scope) -> Scope:
+    """The scope over the effective input (after InputPath)."""
+    if state.input_path is MISSING:
+        return scope
+    return scope.with_input(_apply(state.input_path, scope))
+
+
+def _assign(template: Template | None, scope: Scope, value: Any) -> Any:
+    """Assign, evaluated with `value` as its input ($)."""
+    return None if template is None else template.evaluate(scope.with_input(value))
 
 
 def _output(state: State, scope: Scope, result: Any) -> Any:
@@ -156,8 +164,7 @@ class JsonPathQueries:
         if state.parameters is not None:
             effective = state.parameters.evaluate(scope.with_input(effective))
         result = effective if state.result is MISSING else state.result
-        assigned = _evaluate(state.assign, scope.with_input(result))
-        return _output(state, scope, result), assigned
+        return _output(state, scope, result), _assign(state.assign, scope, result)
 
     def succeed_output(self, state: State, scope: Scope) -> Any:
         effective = _apply(state.input_path, scope)
@@ -169,7 +176,7 @@ class JsonPathQueries:
         return error, cause
 
     def choose(self, state: State, scope: Scope) -> tuple[Any, str | None, Assigned]:
-        effective_scope = scope.with_input(_apply(state.input_path, scope))
+        effective_scope = _effective_scope(state, scope)
         target = state.default
         rule_assign = None
         for rule in state.choices:
@@ -188,15 +195,15 @@ class JsonPathQueries:
         return _output(state, effective_scope, effective_scope.input), target, assigned
 
     def wait(self, state: State, scope: Scope, now: float) -> tuple[float, Any, Assigned]:
-        effective_scope = scope.with_input(_apply(state.input_path, scope))
+        effective_scope = _effective_scope(state, scope)
         seconds = _wait_seconds(state, effective_scope, now)
         if seconds > MAX_WAIT_SECONDS:
             raise EvaluationError(cause("wait_too_long"))
-        assigned = _evaluate(state.assign, effective_scope)
+        assigned = None if state.assign is None else state.assign.evaluate(effective_scope)
         return seconds, _output(state, effective_scope, effective_scope.input), assigned
 
     def task_input(self, state: State, scope: Scope) -> TaskInput:
-        effective_scope = scope.with_input(_apply(state.input_path, scope))
+        effective_scope = _effective_scope(state, scope)
         parameters = (
             effective_scope.input
             if state.parameters is None
@@ -216,7 +223,9 @@ class JsonPathQueries:
             )
         else:
             heartbeat = state.heartbeat_seconds
-        credentials = _evaluate(state.credentials, effective_scope)
+        credentials = (
+            None if state.credentials is None else state.credentials.evaluate(effective_scope)
+        )
         return TaskInput(parameters, timeout, heartbeat, credentials)
 
     def branch_input(self, state: State, scope: Scope) -> Any:
@@ -226,7 +235,7 @@ class JsonPathQueries:
         return effective
 
     def map_input(self, state: State, scope: Scope) -> MapInput:
-        effective_scope = scope.with_input(_apply(state.input_path, scope))
+        effective_scope = _effective_scope(state, scope)
         items = _apply(state.items_path, effective_scope)
         if not isinstance(items, list):
             path_text = state.items_path.text if isinstance(state.items_path, JsonPath) else "$"
@@ -264,8 +273,7 @@ class JsonPathQueries:
     def result_output(self, state: State, scope: Scope, result: Any) -> tuple[Any, Assigned]:
         if state.result_selector is not None:
             result = state.result_selector.evaluate(scope.with_input(result))
-        assigned = _evaluate(state.assign, scope.with_input(result))
-        return _output(state, scope, result), assigned
+        return _output(state, scope, result), _assign(state.assign, scope, result)
 
     def catch_output(
         self, state: State, scope: Scope, catcher: Catcher, error_output: dict[str, Any]
@@ -274,7 +282,7 @@ class JsonPathQueries:
             output = scope.input
         else:
             output = _set_result(scope.input, catcher.result_path, error_output)
-        return output, _evaluate(catcher.assign, scope.with_input(error_output))
+        return output, _assign(catcher.assign, scope, error_output)
 
 
 JSONPATH_QUERIES = JsonPathQueries()

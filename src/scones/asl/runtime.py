@@ -230,7 +230,7 @@ class ExecutionRun:
             raise ExecutionTimedOut()
         if self.timed_out.is_set():
             raise ExecutionTimedOut()
-        if track.aborted():
+        if track.abort_signal is not None and track.abort_signal.is_set():
             raise ExecutionAborted()
 
     def sleep(self, seconds: float, track: Track) -> None:
@@ -348,7 +348,7 @@ class ExecutionRun:
                 error.failed_state_type = state.type
                 raise
             return caught
-        if track.aborted():
+        if track.abort_signal is not None and track.abort_signal.is_set():
             raise ExecutionAborted()
         self.exit_state(state, output, track, assigned)
         return output, state.next

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime as _dt
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
 
 from .jsonata_expressions import ExpressionTree
@@ -91,8 +90,7 @@ class JsonataChoiceRule(NamedTuple):
     output: ExpressionTree | None
 
 
-@dataclass(frozen=True)
-class TaskInput:
+class TaskInput(NamedTuple):
     """What a Task attempt sends: its evaluated parameters, limits and credentials."""
 
     parameters: Any
@@ -101,8 +99,7 @@ class TaskInput:
     credentials: Any
 
 
-@dataclass(frozen=True)
-class MapInput:
+class MapInput(NamedTuple):
     """A Map state's evaluated items (after ItemSelector) and its concurrency limits."""
 
     item_inputs: list[Any]

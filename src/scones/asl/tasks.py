@@ -20,26 +20,27 @@ from .resources import ResourceKind, TaskRequest
 from .runtime import ExecutionRun, Track
 from .states import State, TaskInput
 
-# Event names for (legacy Lambda ARN, service integration) resources, by outcome.
+# (event type, details key) for (legacy Lambda ARN, service integration) resources, by outcome.
 _EVENT_TYPES = {
-    "scheduled": ("LambdaFunctionScheduled", "TaskScheduled"),
-    "timed_out": ("LambdaFunctionTimedOut", "TaskTimedOut"),
-    "failed": ("LambdaFunctionFailed", "TaskFailed"),
-    "succeeded": ("LambdaFunctionSucceeded", "TaskSucceeded"),
+    outcome: tuple((name, name[0].lower() + name[1:] + "EventDetails") for name in names)
+    for outcome, names in {
+        "scheduled": ("LambdaFunctionScheduled", "TaskScheduled"),
+        "timed_out": ("LambdaFunctionTimedOut", "TaskTimedOut"),
+        "failed": ("LambdaFunctionFailed", "TaskFailed"),
+        "succeeded": ("LambdaFunctionSucceeded", "TaskSucceeded"),
+    }.items()
 }
 
 
 def _emit_task_event(
     run: ExecutionRun, track: Track, kind: ResourceKind, outcome: str, details: dict[str, Any]
 ) -> None:
-    legacy_type, task_type = _EVENT_TYPES[outcome]
-    event_type = legacy_type if kind.legacy_lambda else task_type
+    event_type, details_key = _EVENT_TYPES[outcome][0 if kind.legacy_lambda else 1]
     if not kind.legacy_lambda and outcome != "scheduled":
         resource = {"resourceType": kind.resource_type, "resource": kind.resource}
         # Key order as AWS records it: the resource leads on success, trails on failure.
         details = {**resource, **details} if outcome == "succeeded" else {**details, **resource}
-    key = event_type[0].lower() + event_type[1:] + "EventDetails"
-    run.emit(track, event_type, key, details)
+    run.emit(track, event_type, details_key, details)
 
 
 def _error_details(error: StatesError) -> dict[str, Any]:
