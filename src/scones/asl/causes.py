@@ -71,6 +71,27 @@ CAUSES: dict[str, str] = {
         "The JSONata expression '{expression}' specified for the field '{field}' returned an "
         "unsupported result type."
     ),
+    # JSONata states' own fields (error States.QueryEvaluationError).
+    "jsonata_not_positive_integer": "The {field} field must be a positive integer, got {json}",
+    "jsonata_not_non_negative_integer": (
+        "The {field} field must be a non-negative integer, got {json}"
+    ),
+    "jsonata_not_percentage": (
+        "The ToleratedFailurePercentage field must be a number between 0 and 100, got {json}"
+    ),
+    "jsonata_condition_not_boolean": (
+        "The JSONata expression specified for the field 'Condition' returned a non-boolean "
+        "value: {json}"
+    ),
+    "jsonata_not_timestamp": (  # recorded
+        "The Timestamp field cannot be parsed as an ISO-8601 extended offset date-time format "
+        "string: {value}"
+    ),
+    "jsonata_items_not_array": (  # recorded
+        "The JSONata expression '{expression}' specified for the field 'Items' returned an "
+        "unexpected result type. Expected 'array', but was '{type}' for value: {json}"
+    ),
+    "jsonata_map_input_not_array": "Map state input must be an array but was: {json}",
     "map_input_not_array": (
         "Invalid path '{path}' : Map state input must be an array but was: {json}"
     ),

@@ -6,9 +6,9 @@ variables; Arguments shapes what a state sends, Output what it passes on.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
+from .causes import cause
 from .choice import parse_timestamp
 from .errors import QUERY_EVALUATION_ERROR
 from .jsonata_expressions import Bindings, jsonata_bindings
@@ -16,7 +16,6 @@ from .states import Assigned, Catcher, MapInput, State, TaskInput
 from .templates import EvaluationError, Scope
 
 MAX_WAIT_SECONDS = 2**31 - 1
-_compact = json.JSONEncoder(separators=(",", ":")).encode
 
 
 def _bindings(scope: Scope, **states: Any) -> Bindings:
@@ -43,6 +42,11 @@ def _assign(state: State, bindings: Bindings) -> Assigned:
     return result
 
 
+def _failure(kind: str, location: str | None = None, **fields: Any) -> EvaluationError:
+    """States.QueryEvaluationError with the cause `kind` of the causes table."""
+    return EvaluationError(cause(kind, **fields), QUERY_EVALUATION_ERROR, location)
+
+
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
@@ -52,10 +56,7 @@ def _positive_int(state: State, name: str, bindings: Bindings) -> int | None:
         return None
     value = state.jsonata_fields[name].evaluate(bindings, name)
     if not _is_number(value) or int(value) != value or value <= 0:
-        raise EvaluationError(
-            f"The {name} field must be a positive integer, got {json.dumps(value)}",
-            QUERY_EVALUATION_ERROR,
-        )
+        raise _failure("jsonata_not_positive_integer", field=name, json=value)
     return int(value)
 
 
@@ -64,10 +65,7 @@ def _non_negative_int(state: State, name: str, bindings: Bindings) -> int | None
         return None
     value = state.jsonata_fields[name].evaluate(bindings, name)
     if not _is_number(value) or int(value) != value or value < 0:
-        raise EvaluationError(
-            f"The {name} field must be a non-negative integer, got {json.dumps(value)}",
-            QUERY_EVALUATION_ERROR,
-        )
+        raise _failure("jsonata_not_non_negative_integer", field=name, json=value)
     return int(value)
 
 
@@ -89,19 +87,16 @@ def _items(state: State, scope: Scope, bindings: Bindings) -> list[Any]:
     tree = state.jsonata_fields.get("Items")
     if tree is None:
         if not isinstance(scope.input, list):
-            raise EvaluationError(
-                f"Map state input must be an array but was: {_compact(scope.input)}",
-                QUERY_EVALUATION_ERROR,
-            )
+            raise _failure("jsonata_map_input_not_array", json=scope.input)
         return scope.input
     items = tree.evaluate(bindings, "Items")
     if not isinstance(items, list):
-        raise EvaluationError(
-            f"The JSONata expression '{tree.text()}' specified for the field 'Items' returned "
-            f"an unexpected result type. Expected 'array', but was '{_json_type_name(items)}' "
-            f"for value: {_compact(items)}",
-            QUERY_EVALUATION_ERROR,
-            "Items",
+        raise _failure(
+            "jsonata_items_not_array",
+            location="Items",
+            expression=tree.text(),
+            type=_json_type_name(items),
+            json=items,
         )
     return items
 
@@ -141,11 +136,7 @@ class JsonataQueries:
                 )
                 return output, rule.next, assigned
             if matched is not False:
-                raise EvaluationError(
-                    "The JSONata expression specified for the field 'Condition' returned a "
-                    f"non-boolean value: {json.dumps(matched)}",
-                    QUERY_EVALUATION_ERROR,
-                )
+                raise _failure("jsonata_condition_not_boolean", json=matched)
         if state.default is None:
             return None, None, None
         output = _field(state, "Output", bindings, scope.input)
@@ -156,25 +147,16 @@ class JsonataQueries:
         if "Seconds" in state.jsonata_fields:
             value = state.jsonata_fields["Seconds"].evaluate(bindings, "Seconds")
             if not _is_number(value) or int(value) != value or value < 0:
-                raise EvaluationError(
-                    f"The Seconds field must be a non-negative integer, got {json.dumps(value)}",
-                    QUERY_EVALUATION_ERROR,
-                )
+                raise _failure("jsonata_not_non_negative_integer", field="Seconds", json=value)
             seconds = float(value)
         else:
             value = state.jsonata_fields["Timestamp"].evaluate(bindings, "Timestamp")
             timestamp = parse_timestamp(value)
             if timestamp is None:
-                shown = value if isinstance(value, str) else json.dumps(value)
-                raise EvaluationError(
-                    "The Timestamp field cannot be parsed as an ISO-8601 extended offset "
-                    f"date-time format string: {shown}",
-                    QUERY_EVALUATION_ERROR,
-                    "Timestamp",
-                )
+                raise _failure("jsonata_not_timestamp", location="Timestamp", value=value)
             seconds = timestamp.timestamp() - now
         if seconds > MAX_WAIT_SECONDS:
-            raise EvaluationError("Wait state delay is too long.", QUERY_EVALUATION_ERROR)
+            raise _failure("wait_too_long")
         output = _field(state, "Output", bindings, scope.input)
         return seconds, output, _assign(state, bindings)
 
@@ -201,11 +183,7 @@ class JsonataQueries:
                 bindings, "ToleratedFailurePercentage"
             )
             if not _is_number(value) or not 0 <= value <= 100:
-                raise EvaluationError(
-                    "The ToleratedFailurePercentage field must be a number between 0 and 100, "
-                    f"got {json.dumps(value)}",
-                    QUERY_EVALUATION_ERROR,
-                )
+                raise _failure("jsonata_not_percentage", json=value)
             tolerated_percentage = float(value)
         selector = state.jsonata_fields.get("ItemSelector")
         if selector is None:
