@@ -107,9 +107,9 @@ class JsonPath:
             last = len(keys) - 1
             for i, k in enumerate(keys):
                 if type(cur) is dict:
-                    nxt = cur.get(k, _MISSING)
-                    if nxt is not _MISSING:
-                        cur = nxt
+                    child = cur.get(k, _MISSING)
+                    if child is not _MISSING:
+                        cur = child
                         continue
                 self._raise_missing(cur, i, last)
             return cur
@@ -148,48 +148,48 @@ class JsonPath:
             out.append(cur)
             return
         kind, arg = steps[i]
-        nxt = i + 1
+        next_step = i + 1
         if kind == _KEY:
             if type(cur) is dict and arg in cur:
-                self._collect(cur[arg], nxt, out)
+                self._collect(cur[arg], next_step, out)
         elif kind == _INDEX:
             if type(cur) is list and -len(cur) <= arg < len(cur):
-                self._collect(cur[arg], nxt, out)
+                self._collect(cur[arg], next_step, out)
         elif kind == _WILD:
             if type(cur) is dict:
                 for v in cur.values():
-                    self._collect(v, nxt, out)
+                    self._collect(v, next_step, out)
             elif type(cur) is list:
                 for v in cur:
-                    self._collect(v, nxt, out)
+                    self._collect(v, next_step, out)
         elif kind == _SLICE:
             if type(cur) is list:
                 start, stop, step = arg
                 for v in cur[slice(start, stop, step)]:
-                    self._collect(v, nxt, out)
+                    self._collect(v, next_step, out)
         elif kind == _UNION:
             for a in arg:
                 if isinstance(a, int):
                     if type(cur) is list and -len(cur) <= a < len(cur):
-                        self._collect(cur[a], nxt, out)
+                        self._collect(cur[a], next_step, out)
                 elif type(cur) is dict and a in cur:
-                    self._collect(cur[a], nxt, out)
+                    self._collect(cur[a], next_step, out)
         elif kind == _FILTER:
             items = cur if type(cur) is list else list(cur.values()) if type(cur) is dict else []
             for v in items:
                 if arg(v):
-                    self._collect(v, nxt, out)
+                    self._collect(v, next_step, out)
         elif kind == _DEEP:
             for v in _descend(cur):
                 if arg is None:
                     # '..*' matches every descendant value.
                     pass
                 elif type(v) is dict and arg in v:
-                    self._collect(v[arg], nxt, out)
+                    self._collect(v[arg], next_step, out)
                     continue
                 else:
                     continue
-                self._collect(v, nxt, out)
+                self._collect(v, next_step, out)
         elif kind == _FUNC:
             # A function after an indefinite prefix applies to the collected list.
             out.append(_apply_function(arg, cur, self))
