@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 from review_helpers import queue_with_photos, serving
 
-from scones.monitor.dashboard import DashboardConfig, create_app
+from scones.dashboard.app import DashboardConfig, create_app
 from scones.monitor.runner import MonitorOptions
 from scones.review.api import ReviewService, review_router
 from scones.review.queue import ReviewQueue

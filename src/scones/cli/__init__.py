@@ -10,6 +10,7 @@ library function and renders the result):
 - ``monitor.py``   monitor, dashboard
 - ``review.py``    review list/show/label/undo/export/sync, compare
 - ``service.py``   demo, up
+- ``deploy.py``    deploy aws, destroy aws
 - ``options.py``   option types shared by several commands (``--store``, ``--name`` ...) and
   the settings their defaults come from
 - ``render.py``    the two consoles (results on stdout, progress on stderr) and output helpers
@@ -28,7 +29,7 @@ import sys
 import typer
 
 from scones import __version__
-from scones.cli import data, model, monitor, review, service, serving, workflow
+from scones.cli import data, deploy, model, monitor, review, service, serving, workflow
 from scones.cli.options import user_message
 from scones.cli.render import console, out
 from scones.errors import SconesError
@@ -71,6 +72,8 @@ app.add_typer(model.models_app, name="models")
 app.add_typer(workflow.functions_app, name="functions")
 app.add_typer(workflow.executions_app, name="executions")
 app.add_typer(review.review_app, name="review")
+app.add_typer(deploy.deploy_app, name="deploy")
+app.add_typer(deploy.destroy_app, name="destroy")
 
 
 def main() -> None:

@@ -186,10 +186,11 @@ def dashboard(
 ) -> None:
     """Serve a live page: executions, confidence over time, class mix, drift, failed images.
 
-    The review page for labelling unsure photos is at /review.
+    Also the workflow console: /executions, each execution's graph, /state-machines/NAME,
+    and the review page for labelling unsure photos: /review.
     """
+    from scones.dashboard.app import DashboardConfig, serve_dashboard
     from scones.errors import UsageError
-    from scones.monitor.dashboard import DashboardConfig, serve_dashboard
     from scones.monitor.runner import MonitorOptions, parse_age
     from scones.review.api import ReviewService, review_router
 

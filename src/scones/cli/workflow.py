@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from scones.cli.options import StoreOption, settings, store_uri
 from scones.cli.render import console, out
 from scones.errors import UsageError
+
+if TYPE_CHECKING:
+    from scones.workflow.runs import RunResult
 
 functions_app = typer.Typer(
     help="The workflow's AWS Lambda functions (serialize, classify, filter).",
@@ -115,6 +118,30 @@ def run_workflow(
         bool, typer.Option("--json", help="Print one JSON object per image instead.")
     ] = False,
     store: StoreOption = None,
+    on: Annotated[
+        str,
+        typer.Option(
+            "--on",
+            help="Where to run: local (this machine) or aws (the state machine that "
+            "`scones deploy aws` created; --bucket names its bucket, keys are under --prefix).",
+        ),
+    ] = "local",
+    deployment: Annotated[
+        str, typer.Option("--deployment", help="With --on aws: the deployment's --name.")
+    ] = "scones",
+    prefix: Annotated[
+        str, typer.Option("--prefix", help="With --on aws: the deployment's --prefix.")
+    ] = "scones/",
+    region: Annotated[
+        str | None,
+        typer.Option("--region", help="With --on aws: its region (default AWS_DEFAULT_REGION)."),
+    ] = None,
+    aws_endpoint_url: Annotated[
+        str | None,
+        typer.Option(
+            "--aws-endpoint-url", help="With --on aws: one endpoint for every AWS service (moto)."
+        ),
+    ] = None,
 ) -> None:
     """Run the workflow on images: serialize, classify on the endpoint, filter by confidence.
 
@@ -125,6 +152,26 @@ def run_workflow(
     from scones.workflow.runs import RunRequest, run_images
 
     conf = settings()
+    if on not in ("local", "aws"):
+        raise UsageError(f"--on {on!r}: use local or aws")
+    if on == "aws":
+        if not bucket or random_count is not None or use_map:
+            raise UsageError("--on aws needs --bucket and --key (no --random or --map)")
+        from scones.deploy.aws import default_region
+        from scones.deploy.run import AwsRunOptions, run_on_aws
+
+        aws_options = AwsRunOptions(
+            bucket=bucket,
+            region=region or default_region(),
+            keys=tuple(keys or ()),
+            name=deployment,
+            prefix=prefix,
+            execution_name=name,
+            endpoint_url=aws_endpoint_url,
+            s3_endpoint_url=conf.s3_endpoint_url,
+        )
+        _render_run(run_on_aws(aws_options), json_output, use_map=False)
+        return
     bucket_is_store = not (bucket and store is None)
     endpoint = endpoint_url or conf.endpoint_url
     # Threshold failures become review items as their executions finish.
@@ -150,6 +197,11 @@ def run_workflow(
         result = run_images(
             request, announce=lambda line: console.print(line, highlight=False, soft_wrap=True)
         )
+    _render_run(result, json_output, use_map)
+
+
+def _render_run(result: RunResult, json_output: bool, use_map: bool) -> None:
+    """The outcome lines of a run, local or on AWS alike; exit 1 unless all were routed."""
     outcomes, labels, limit = result.outcomes, result.true_classes, result.threshold
     if json_output:
         import dataclasses
@@ -237,14 +289,22 @@ def executions_list(
 @executions_app.command("show")
 def executions_show(
     execution: Annotated[str, typer.Argument(help="Execution id (ARN) or name.")],
+    graph: Annotated[
+        Path | None,
+        typer.Option(help="Also draw its graph, path taken coloured, to this .svg or .png."),
+    ] = None,
 ) -> None:
     """Show one execution: status, input, output or error and cause, timestamps."""
     import json
 
+    from scones.dashboard.console import write_execution_graph
     from scones.workflow.executions import ExecutionStore
 
     with ExecutionStore(settings().db) as db:
         record = db.find(execution)
+    if graph is not None:
+        written = write_execution_graph(record, graph)
+        console.print(f"graph written to {written}", highlight=False, soft_wrap=True)
     typer.echo(json.dumps(record.to_dict(detail=True), indent=2))
 
 

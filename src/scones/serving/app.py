@@ -4,7 +4,9 @@ Shape (as LitServe's): set up once (load the model in the background; ``/ping`` 
 it is ready), then per request decode -> predict -> encode. Small images (camera thumbnails,
 CIFAR-sized) are decoded on the event loop, larger ones in a thread pool; inference runs in the
 micro-batching worker thread, never on the loop. POST /invocations bypasses FastAPI's routing
-(``InvocationsFastPath``). Every bad input is a 4xx with ``{"error": code, "message": text}``,
+(``InvocationsFastPath``), as does SageMaker Runtime's
+``POST /endpoints/{endpoint-name}/invocations``, so boto3's ``invoke_endpoint`` works against
+it by ``endpoint_url``. Every bad input is a 4xx with ``{"error": code, "message": text}``,
 never a 5xx.
 """
 
@@ -223,6 +225,8 @@ class MetricsMiddleware:
             return
         path = scope.get("path", "")
         label = path if path in _KNOWN_PATHS else "other"
+        if label == "other" and runtime_endpoint_name(path) is not None:
+            label = "/invocations"  # the same handler, by SageMaker Runtime's path
         started = time.perf_counter()
         status = 500
 
@@ -438,15 +442,36 @@ class InvocationsFastPath:
         self.state = state
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if (
-            scope["type"] == "http"
-            and scope["path"] == "/invocations"
-            and scope["method"] == "POST"
-        ):
-            response = await handle_invocation(self.state, Request(scope, receive))
-            await response(scope, receive, send)
-            return
+        if scope["type"] == "http" and scope["method"] == "POST":
+            path = scope["path"]
+            if path == "/invocations":
+                response = await handle_invocation(self.state, Request(scope, receive))
+                await response(scope, receive, send)
+                return
+            name = runtime_endpoint_name(path)
+            if name is not None:  # SageMaker Runtime's InvokeEndpoint path (boto3, the CLI)
+                if name == self.state.config.endpoint_name:
+                    response = await handle_invocation(self.state, Request(scope, receive))
+                else:
+                    response = error_response(
+                        404,
+                        "endpoint_not_found",
+                        f"endpoint {name!r} is not served here; this is "
+                        f"{self.state.config.endpoint_name!r}",
+                    )
+                await response(scope, receive, send)
+                return
         await self.app(scope, receive, send)
+
+
+def runtime_endpoint_name(path: str) -> str | None:
+    """The name in ``/endpoints/{name}/invocations``, else None."""
+    prefix, suffix = "/endpoints/", "/invocations"
+    if path.startswith(prefix) and path.endswith(suffix):
+        name = path[len(prefix) : -len(suffix)]
+        if name and "/" not in name:
+            return name
+    return None
 
 
 def create_app(config: ServeConfig) -> FastAPI:
