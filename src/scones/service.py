@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import IO, Protocol
 
 from scones.errors import SconesError
+from scones.review.actions import ReviewConfig, review_hook
 from scones.workflow.watch import watch_store
 
 
@@ -135,6 +136,7 @@ class ServiceOptions:
     prefix: str = "incoming/"
     concurrency: int = 4
     s3_endpoint_url: str | None = None
+    classes: tuple[str, ...] = ("bicycle", "motorcycle")  # what reviewers label unsure photos
 
 
 def service_children(options: ServiceOptions) -> list[ChildProcess]:
@@ -166,18 +168,22 @@ def run_service(options: ServiceOptions, announce: Callable[[str], None]) -> Non
         for child in children:
             child.start()
             announce(f"{child.name}: {child.ready_url}")
-        watcher = watch_store(
-            options.store_uri,
-            options.db_path,
-            prefix=options.prefix,
-            endpoint_url=f"http://{options.host}:{options.port}",
-            threshold=options.threshold,
-            max_concurrency=options.concurrency,
-            poll_seconds=0.5,
-            s3_endpoint_url=options.s3_endpoint_url,
-        )
-        announce(f"watching {watcher.store.uri_for(options.prefix)}")
-        run_until_signalled(watcher)
+        endpoint_url = f"http://{options.host}:{options.port}"
+        review = ReviewConfig(options.db_path, options.classes, options.s3_endpoint_url)
+        with review_hook(review, options.store_uri, endpoint_url) as hook:
+            watcher = watch_store(
+                options.store_uri,
+                options.db_path,
+                prefix=options.prefix,
+                endpoint_url=endpoint_url,
+                threshold=options.threshold,
+                max_concurrency=options.concurrency,
+                poll_seconds=0.5,
+                s3_endpoint_url=options.s3_endpoint_url,
+                on_finished=hook,  # threshold failures become review items
+            )
+            announce(f"watching {watcher.store.uri_for(options.prefix)}")
+            run_until_signalled(watcher)
     finally:
         for child in children:
             child.stop()

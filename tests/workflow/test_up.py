@@ -11,6 +11,7 @@ import urllib.request
 from pathlib import Path
 
 from conftest import REPO_ROOT, free_port, solid_png
+from scones.review.queue import ReviewQueue
 from scones.workflow.executions import ExecutionStore
 
 
@@ -64,6 +65,17 @@ def test_up_classifies_a_dropped_image_and_stops_cleanly(
             time.sleep(0.05)
         assert record.status == "SUCCEEDED"
         assert record.input["s3_key"] == "incoming/bike.png"
+
+        # An unsure photo fails loudly and waits on the dashboard's review page.
+        (incoming / "grey.png").write_bytes(solid_png((128, 128, 128)))
+        items: list = []
+        while not items:
+            assert time.monotonic() < deadline, "the unsure image was not queued for review"
+            with ReviewQueue(home / "scones.db", classes=("bicycle", "motorcycle")) as queue:
+                items = queue.items()
+            time.sleep(0.05)
+        assert [item.image_key for item in items] == ["incoming/grey.png"]
+        assert _get(f"http://127.0.0.1:{dashboard_port}/review") == 200
     finally:
         process.send_signal(signal.SIGTERM)
         output = process.communicate(timeout=60)[0].decode()

@@ -111,5 +111,6 @@ def up(
         prefix=prefix,
         concurrency=concurrency,
         s3_endpoint_url=conf.s3_endpoint_url,
+        classes=tuple(conf.class_names),
     )
     run_service(options, announce=lambda line: console.print(line, highlight=False))
