@@ -47,9 +47,14 @@ INFERENCE_ID_QUERY = "inferenceId"
 # SageMaker's limits on these two headers.
 MAX_CUSTOM_ATTRIBUTES_CHARS = 1024
 MAX_INFERENCE_ID_CHARS = 64
-# After a body passes the limit we keep reading (and discarding) up to this many bytes, so
-# an ordinary client gets its 413 instead of a connection reset mid-upload.
-DRAIN_FACTOR = 2
+# A request refused before its body was read (413, 415, ...) still has its body on the way:
+# most clients (urllib, requests, boto3) send all of it before reading the answer, and a
+# server that closes with unread bytes makes the kernel send a reset, so they would see
+# "connection reset" instead of our answer. We read and discard up to this many times the
+# body limit, for at most DRAIN_TIMEOUT_S, before answering (a client that sent
+# Expect: 100-continue waits for our go-ahead instead, so nothing is read for it).
+DRAIN_FACTOR = 4
+DRAIN_TIMEOUT_S = 10.0
 # Decoding a PNG/JPEG mostly releases the GIL, so a few threads decode in parallel.
 DECODE_THREADS = max(2, min(8, os.cpu_count() or 2))
 # Images up to this size are decoded on the event loop (well under a millisecond, cheaper than
@@ -315,6 +320,29 @@ def _check_request_headers(
     return content_type, custom, inference_id
 
 
+async def _discard(stream: AsyncIterator[bytes], read: int, limit: int) -> int:
+    """Read and drop the rest of a refused body (bounded in bytes and time); bytes read."""
+    try:
+        async with asyncio.timeout(DRAIN_TIMEOUT_S):
+            async for chunk in stream:
+                read += len(chunk)
+                if read > DRAIN_FACTOR * limit:
+                    break
+    except (TimeoutError, ClientDisconnect):
+        pass  # answer anyway: this client may see a reset, the server is not held up
+    return read
+
+
+async def _discard_unread_body(request: Request, limit: int) -> None:
+    """Before refusing a request whose body was not read: let the client finish sending."""
+    if request.headers.get("expect", "").strip().lower() == "100-continue":
+        return  # the client sends nothing until we ask (and we do not)
+    length = request.headers.get("content-length", "").strip()
+    if length.isdigit() and int(length) > DRAIN_FACTOR * limit:
+        return  # too much to read for nothing: answer at once
+    await _discard(request.stream(), 0, limit)
+
+
 async def _read_body(request: Request, limit: int) -> bytes:
     """The body, counting streamed bytes (Content-Length may be absent or wrong)."""
     chunks: list[bytes] = []
@@ -323,10 +351,7 @@ async def _read_body(request: Request, limit: int) -> bytes:
     async for chunk in stream:
         total += len(chunk)
         if total > limit:
-            async for extra in stream:  # drain a bounded amount so the client reads its 413
-                total += len(extra)
-                if total > DRAIN_FACTOR * limit:
-                    break
+            total = await _discard(stream, total, limit)
             raise RequestProblem(
                 413,
                 "payload_too_large",
@@ -380,7 +405,13 @@ async def handle_invocation(state: EndpointState, request: Request) -> Response:
         )
     state.in_flight += 1
     try:
-        content_type, custom, inference_id = _check_request_headers(request, config.max_body_bytes)
+        try:
+            content_type, custom, inference_id = _check_request_headers(
+                request, config.max_body_bytes
+            )
+        except RequestProblem:
+            await _discard_unread_body(request, config.max_body_bytes)
+            raise
         if custom is not None:
             echo[CUSTOM_ATTRIBUTES_HEADER] = custom
         body = await _read_body(request, config.max_body_bytes)
