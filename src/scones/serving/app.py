@@ -187,17 +187,15 @@ class EndpointState:
         if self._loop is not None and self._settled is not None:
             self._loop.call_soon_threadsafe(self._settled.set)
 
-    async def wait_loaded(self, timeout_s: float) -> bool:
-        """Wait (without blocking the loop) until the model loaded; False if it cannot."""
-        if self.ready:
-            return True
-        if self._settled is None or self.load_error:
-            return False
-        try:
-            await asyncio.wait_for(self._settled.wait(), timeout_s)
-        except TimeoutError:
-            return False
-        return self.ready
+    async def wait_loaded(self, timeout_s: float) -> MicroBatcher | None:
+        """Wait (without blocking the loop) until the model loaded: its batcher, or None if
+        it failed to load or is still loading after ``timeout_s``."""
+        if self.batcher is None and self._settled is not None and not self.load_error:
+            try:
+                await asyncio.wait_for(self._settled.wait(), timeout_s)
+            except TimeoutError:
+                return None
+        return self.batcher
 
     def stop(self) -> None:
         """Graceful shutdown: finish queued inferences, then flush every capture record."""
@@ -226,7 +224,7 @@ class MetricsMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        path = scope.get("path", "")
+        path = scope["path"]
         label = path if path in _KNOWN_PATHS else "other"
         started = time.perf_counter()
         status = 500
@@ -419,10 +417,10 @@ async def handle_invocation(state: EndpointState, request: Request) -> Response:
             raise RequestProblem(400, "empty_body", "the request body is empty (0 bytes)")
         # A request that arrives while the model loads (another worker answered /ping)
         # waits for it rather than failing.
-        if not await state.wait_loaded(MODEL_LOAD_WAIT_S) or state.batcher is None:
+        batcher = await state.wait_loaded(MODEL_LOAD_WAIT_S)
+        if batcher is None:
             reason = state.load_error or "the model is still loading"
             return error_response(503, "model_not_loaded", reason, **echo)
-        batcher = state.batcher
         prep = state.card.preprocessing
         try:
             if _is_small_image(body):
@@ -577,7 +575,9 @@ def create_app(config: ServeConfig) -> FastAPI:
         },
     )
     async def invocations(request: Request) -> Response:
-        # Served by InvocationsFastPath; this route documents it and is its fallback.
+        # Only documents POST /invocations in /docs and /openapi.json: InvocationsFastPath
+        # answers every such request before routing, so this body is not reached while the
+        # middleware is installed; it delegates to the same handler rather than diverge.
         return await handle_invocation(state, request)
 
     return app
