@@ -80,14 +80,16 @@ def test_each_object_runs_exactly_once_across_restarts(endpoint: str, tmp_path: 
     with _watcher(store_root, db, endpoint) as watcher:
         store.put("incoming/while-running.png", BLUE)
         _wait_for(db, 2)
-        watcher.scan_once()  # a rescan finds nothing new
+        assert watcher.scan_once() == []  # a rescan finds nothing new
         assert watcher.wait_idle()
 
     store.put("incoming/while-stopped.png", RED)
     with _watcher(store_root, db, endpoint) as watcher:
         _wait_for(db, 3)
         assert watcher.wait_idle()
-        time.sleep(0.5)  # several more scans
+        for _ in range(3):  # more scans find nothing new
+            assert watcher.scan_once() == []
+        assert watcher.wait_idle()
 
     with ExecutionStore(db) as executions:
         records = executions.list(limit=1000)

@@ -33,7 +33,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from scones.model.artifact import ModelCard, OnnxClassifier, read_card
 from scones.model.preprocess import ImageDecodeError, preprocess_bytes
-from scones.serving.batcher import BatcherClosedError, MicroBatcher
+from scones.serving.batcher import BatchClock, BatcherClosedError, MicroBatcher
 from scones.serving.capture import CaptureConfig, CaptureWriter
 from scones.serving.config import ServeConfig
 from scones.serving.metrics import PROMETHEUS_CONTENT_TYPE, ServingMetrics
@@ -109,8 +109,9 @@ def resolve_intra_op_threads(requested: int) -> int:
 class EndpointState:
     """What the app holds between requests: model, batcher, capture writer, metrics."""
 
-    def __init__(self, config: ServeConfig) -> None:
+    def __init__(self, config: ServeConfig, *, batch_clock: BatchClock | None = None) -> None:
         self.config = config
+        self._batch_clock = batch_clock
         self.card: ModelCard = read_card(config.model_dir)
         version = "" if self.card.version is None else str(self.card.version)
         self.metrics = ServingMetrics(self.card.name, version, config.endpoint_name)
@@ -172,6 +173,7 @@ class EndpointState:
             max_batch_size=self.config.max_batch_size,
             max_batch_delay_s=self.config.max_batch_delay_ms / 1000.0,
             on_batch=self.metrics.observe_batch,
+            clock=self._batch_clock,
         )
         self._ready.set()
         self.metrics.set_loaded(True)
@@ -478,9 +480,11 @@ class InvocationsFastPath:
         await self.app(scope, receive, send)
 
 
-def create_app(config: ServeConfig) -> FastAPI:
-    """The endpoint app for one process (its own model, batcher, capture writer, metrics)."""
-    state = EndpointState(config)
+def create_app(config: ServeConfig, *, batch_clock: BatchClock | None = None) -> FastAPI:
+    """The endpoint app for one process (its own model, batcher, capture writer, metrics).
+
+    ``batch_clock`` times the batch delay (real time by default; tests move it by hand)."""
+    state = EndpointState(config, batch_clock=batch_clock)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
