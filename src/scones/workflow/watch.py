@@ -285,6 +285,7 @@ class Watcher:
             type(exc).__name__,
             exc,
             delay,
+            exc_info=exc if attempts == 1 else None,  # the traceback once, not every retry
         )
         try:
             self.seen.record_failure(item, attempts, f"{type(exc).__name__}: {exc}")
