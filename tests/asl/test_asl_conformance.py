@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -45,10 +44,7 @@ def report() -> dict:
         pytest.fail(
             f"conformance cases missing: {CASES} (the shared folder sits beside the repo root)"
         )
-    t0 = time.monotonic()
-    r = run_all(CASES)
-    r["elapsed"] = time.monotonic() - t0
-    return r
+    return run_all(CASES)
 
 
 def test_conformance_floors(report: dict) -> None:
@@ -72,10 +68,6 @@ def test_jsonpath_goals(report: dict) -> None:
     # Cases with a comparable history that pass S/E/C/O but not event types count against us.
     mismatched = jp["status_error_cause_output"] - jp["status_error_cause_output_event_types"]
     assert (comparable - mismatched) / comparable >= 0.98
-
-
-def test_conformance_run_is_fast(report: dict) -> None:
-    assert report["elapsed"] < 30
 
 
 def test_cli_json_shape(capsys: pytest.CaptureFixture[str]) -> None:
