@@ -189,7 +189,10 @@ def executions_list(
     limit: Annotated[int, typer.Option(help="Most executions to show, newest first.")] = 50,
     since: Annotated[
         str | None,
-        typer.Option(help="Only executions started since: ISO 8601 time, or an age (30m, 2h)."),
+        typer.Option(
+            help="Only executions started since: ISO 8601 (UTC if no zone) or an age such "
+            "as 30m, 24h, 7d, 1w."
+        ),
     ] = None,
     json_output: Annotated[
         bool, typer.Option("--json", help="Print one JSON object per execution.")
@@ -200,13 +203,11 @@ def executions_list(
 
     from rich.table import Table
 
-    from scones.workflow.executions import ExecutionStore, parse_since
+    from scones.times import parse_optional_moment
+    from scones.workflow.executions import list_executions
 
-    started_since = parse_since(since) if since else None
-    with ExecutionStore(settings().db) as db:
-        records = db.list(
-            status=status.upper() if status else None, limit=limit, since=started_since
-        )
+    started_since = parse_optional_moment(since, parameter="since")
+    records = list_executions(settings().db, status=status, limit=limit, since=started_since)
     if json_output:
         for record in records:
             typer.echo(json.dumps(record.to_dict()))
@@ -233,10 +234,9 @@ def executions_show(
     """Show one execution: status, input, output or error and cause, timestamps."""
     import json
 
-    from scones.workflow.executions import ExecutionStore
+    from scones.workflow.executions import find_execution
 
-    with ExecutionStore(settings().db) as db:
-        record = db.find(execution)
+    record = find_execution(settings().db, execution)
     typer.echo(json.dumps(record.to_dict(detail=True), indent=2))
 
 
@@ -252,11 +252,10 @@ def executions_history(
 
     from rich.table import Table
 
-    from scones.workflow.executions import ExecutionStore
+    from scones.workflow.executions import find_execution
     from scones.workflow.runs import lambda_message
 
-    with ExecutionStore(settings().db) as db:
-        record = db.find(execution)
+    record = find_execution(settings().db, execution)
     if json_output:
         typer.echo(json.dumps(record.history, indent=2))
         return
