@@ -8,7 +8,8 @@ from typing import Annotated
 import typer
 
 from scones.cli.options import ModelNameOption, StoreOption, open_configured_store, settings
-from scones.cli.render import console, out
+from scones.cli.render import console, out, print_json_lines, print_rows
+from scones.times import iso_z
 
 
 def _print_epoch(progress, task, report) -> None:
@@ -283,30 +284,25 @@ def models_list(
     store: StoreOption = None,
 ) -> None:
     """List the registered versions of a model, with their aliases."""
-    import json
-
-    from rich.table import Table
-
     from scones.model.registry import list_versions
 
     model_name = name or settings().model_name
     versions = list_versions(open_configured_store(store), model_name)
     if json_output:
-        for version in versions:
-            typer.echo(json.dumps(version.to_dict()))
+        print_json_lines(version.to_dict() for version in versions)
         return
-    table = Table(title=f"model {model_name}")
-    for column in ("version", "aliases", "registered", "size", "uri"):
-        table.add_column(column)
-    for v in versions:
-        table.add_row(
+    rows = [
+        [
             str(v.version),
             ",".join(v.aliases),
-            v.registered_at.isoformat(timespec="seconds"),
+            iso_z(v.registered_at),
             f"{v.size / 1e6:.1f} MB",
             v.uri,
-        )
-    out.print(table)
+        ]
+        for v in versions
+    ]
+    columns = ["version", "aliases", "registered", "size", "uri"]
+    print_rows(columns, rows, title=f"model {model_name}")
 
 
 @models_app.command("show")

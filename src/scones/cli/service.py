@@ -96,8 +96,9 @@ def up(
     """Run the service: endpoint, watcher on incoming/ and dashboard, stopping together.
 
     Drop an image under the prefix and it is classified within a second; SIGTERM stops
-    all three (running executions finish first). An endpoint or dashboard that dies is
-    restarted with backoff; logs are kept in <home>/logs.
+    all three (running executions finish first).
+
+    An endpoint or dashboard that dies is restarted with backoff; logs stay in <home>/logs.
     """
     from scones.service import RestartPolicy, ServiceOptions, run_service
 

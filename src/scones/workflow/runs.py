@@ -9,7 +9,7 @@ import re
 import urllib.error
 import urllib.request
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +43,14 @@ class ImageOutcome:
     @property
     def routed(self) -> bool:
         return self.status == "ROUTED"
+
+    def why_not_routed(self, threshold: float) -> str:
+        """Empty when routed; else under the threshold, or the error and its message."""
+        if self.routed:
+            return ""
+        if self.status == "LOW_CONFIDENCE":
+            return f"under the threshold {threshold:g}"
+        return f"{self.error}: {self.message}"
 
 
 def bucket_env_name(bucket: str) -> str:
@@ -185,6 +193,21 @@ def lambda_message(cause: str | None) -> str | None:
     return cause
 
 
+def history_row(event: dict[str, Any]) -> list[str]:
+    """One history event for people: id, type, state name, and its error and cause."""
+    details: Any = next((v for k, v in event.items() if k.endswith("EventDetails")), {}) or {}
+    state, detail = "", ""
+    if isinstance(details, dict):
+        state = str(details.get("name", ""))
+        # Lambda causes are JSON with a stack trace: its message is what people need.
+        detail = " ".join(
+            f"{key}={lambda_message(details[key]) if key == 'cause' else details[key]}"
+            for key in ("error", "cause")
+            if details.get(key)
+        )
+    return [str(event.get("id", "")), str(event.get("type", "")), state, detail]
+
+
 def outcome_of(record: ExecutionRecord) -> ImageOutcome:
     """How one single-image execution ended, for people."""
     key = record.input.get("s3_key", "?") if isinstance(record.input, dict) else "?"
@@ -260,6 +283,21 @@ class RunResult:
     @property
     def all_routed(self) -> bool:
         return all(outcome.routed for outcome in self.outcomes)
+
+    @property
+    def routed_count(self) -> int:
+        return sum(outcome.routed for outcome in self.outcomes)
+
+    def to_dicts(self) -> list[dict[str, Any]]:
+        """JSON-ready rows, one per image (`scones run --json`)."""
+        return [
+            asdict(outcome)
+            | {
+                "true_class": self.true_classes.get(outcome.s3_key),
+                "why_not_routed": outcome.why_not_routed(self.threshold),
+            }
+            for outcome in self.outcomes
+        ]
 
 
 def run_images(request: RunRequest, announce: Callable[[str], None] | None = None) -> RunResult:
