@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from rich.progress import Progress, TaskID
+from rich.table import Table
 
 from scones.cli.options import ModelNameOption, StoreOption, open_configured_store, settings
 from scones.cli.render import console, out, print_json_lines, print_rows
 from scones.times import iso_z
 
+if TYPE_CHECKING:
+    from scones.model.train import EpochReport  # torch: imported only to train
 
-def _print_epoch(progress, task, report) -> None:
+
+def _print_epoch(progress: Progress, task: TaskID, report: EpochReport) -> None:
     """One epoch on the progress bar (``*`` marks the checkpoint kept so far)."""
     marker = " *" if report.best else ""
     member = f"member {report.member + 1}/{report.members} " if report.members > 1 else ""
@@ -89,7 +94,7 @@ def train(
     ] = None,
 ) -> None:
     """Train the classifier on a staged layout, then register (and optionally promote) it."""
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import BarColumn, TextColumn, TimeElapsedColumn
 
     from scones.model.publish import train_and_register
     from scones.model.registry import DEFAULT_ALIAS
@@ -142,9 +147,7 @@ def train(
         )
 
 
-def _risk_coverage_table(result: dict):
-    from rich.table import Table
-
+def _risk_coverage_table(result: dict[str, Any]) -> Table:
     table = Table(title="risk-coverage (top probability >= threshold)")
     for column in ("threshold", "coverage", "selective accuracy", "images"):
         table.add_column(column, justify="right")
@@ -198,8 +201,6 @@ def evaluate(
 ) -> None:
     """Evaluate a model on a staged split: accuracy, calibration and risk-coverage."""
     import json
-
-    from rich.table import Table
 
     from scones.model.evaluate import evaluate_reference
     from scones.model.registry import registry_store_for

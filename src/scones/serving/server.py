@@ -14,6 +14,7 @@ import threading
 from collections.abc import Mapping
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 from scones.errors import ParameterError, UsageError
 from scones.serving.config import ServeConfig
@@ -83,7 +84,7 @@ def run_server(
 
     if workers < 1:
         raise ParameterError(f"{{workers}} {workers} must be at least 1", "workers")
-    common = {
+    common: dict[str, Any] = {
         "host": host,
         "port": port,
         "log_level": log_level,
