@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -17,6 +18,7 @@ from scones.cli.options import (
     store_uri,
 )
 from scones.cli.render import console, out
+from scones.errors import UsageError
 
 
 def monitor(
@@ -27,7 +29,7 @@ def monitor(
         typer.Option(
             "--since",
             help="Only records at or after this time: ISO 8601 (UTC if no zone) or an "
-            "age such as 30m, 24h, 7d.",
+            "age such as 30m, 24h, 7d, 1w.",
         ),
     ] = None,
     until: Annotated[
@@ -97,15 +99,12 @@ def monitor(
 
     Exit code 0 when within bounds, 3 when any constraint is violated.
     """
-    from scones.monitor.runner import MonitorOptions, parse_time_flag, run_monitor
+    from scones.monitor.runner import MonitorOptions, run_monitor
     from scones.monitor.stats import DriftThresholds
+    from scones.times import parse_optional_moment
 
     config = settings()
-    import os
-
     if min_records < 1 or sample_size < 1 or (workers is not None and workers < 1):
-        from scones.errors import UsageError
-
         raise UsageError(
             f"--min-records {min_records}, --sample-size {sample_size} and --workers "
             f"{workers} must be at least 1"
@@ -114,8 +113,8 @@ def monitor(
         capture_uri=capture_uri or config.capture_uri,
         endpoint_name=endpoint_name or config.endpoint_name,
         out_dir=out_dir,
-        since=parse_time_flag("--since", since),
-        until=parse_time_flag("--until", until),
+        since=parse_optional_moment(since, parameter="since"),
+        until=parse_optional_moment(until, parameter="until"),
         threshold=config.threshold if threshold is None else threshold,
         model_ref=model,
         store_uri=store_uri(store),
@@ -189,8 +188,8 @@ def dashboard(
     Also the workflow console: /executions, each execution's graph, /state-machines/NAME.
     """
     from scones.dashboard.app import DashboardConfig, serve_dashboard
-    from scones.errors import UsageError
-    from scones.monitor.runner import MonitorOptions, parse_age
+    from scones.monitor.runner import MonitorOptions
+    from scones.times import parse_age
 
     config = settings()
     if not 0 < port < 65536:

@@ -25,7 +25,6 @@ import tomllib
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from scones import __version__
 from scones.data.layout import LayoutError, lst_key, read_dataset_info
-from scones.errors import SconesError, UsageError
+from scones.errors import ParameterError, SconesError, UsageError
 from scones.model.artifact import (
     BASELINE_JSON,
     MODEL_JSON,
@@ -59,6 +58,7 @@ from scones.model.net import (
 )
 from scones.model.preprocess import Preprocessing, normalize_hwc_uint8
 from scones.store import ObjectStore
+from scones.times import iso_z, utc_now
 
 ONNX_OPSET = 17
 ONNX_PARITY_TOLERANCE = 1e-4
@@ -103,13 +103,19 @@ def load_config(path: Path) -> dict[str, Any]:
     try:
         text = path.read_text()
     except OSError as exc:
-        raise UsageError(f"--config {path}: cannot read it: {exc}") from None
+        raise ParameterError(
+            f"{{config_file}} {path}: cannot read it: {exc}", "config_file"
+        ) from None
     try:
         data = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
     except (ValueError, tomllib.TOMLDecodeError) as exc:
-        raise UsageError(f"--config {path}: not valid {path.suffix or 'JSON'}: {exc}") from None
+        raise ParameterError(
+            f"{{config_file}} {path}: not valid {path.suffix or 'JSON'}: {exc}", "config_file"
+        ) from None
     if not isinstance(data, dict):
-        raise UsageError(f"--config {path}: expected a table of hyperparameters")
+        raise ParameterError(
+            f"{{config_file}} {path}: expected a table of hyperparameters", "config_file"
+        )
     return data
 
 
@@ -140,9 +146,13 @@ def select_device(name: str) -> torch.device:
     try:
         device = torch.device(name)
     except RuntimeError:
-        raise UsageError(f"--device {name!r} is not a device (auto, cpu, cuda, cuda:N)") from None
+        raise ParameterError(
+            f"{{device}} {name!r} is not a device (auto, cpu, cuda, cuda:N)", "device"
+        ) from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise UsageError(f"--device {name!r}: CUDA is not available on this machine")
+        raise ParameterError(
+            f"{{device}} {name!r}: CUDA is not available on this machine", "device"
+        )
     return device
 
 
@@ -558,7 +568,7 @@ def write_artifact(
     }
     card.data_fingerprint = data.fingerprint
     card.code_version = code_version()
-    card.created_at = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    card.created_at = iso_z(utc_now())
     (model_dir / MODEL_JSON).write_text(card.model_dump_json(indent=2))
     return TrainedModel(model_dir, card, metrics)
 
