@@ -29,12 +29,12 @@ from scones.monitor.capture_reader import (
 )
 from scones.monitor.runner import BaselineSource, MonitorOptions, resolve_baseline, run_monitor
 from scones.store import StoreError, open_store
+from scones.times import parse_optional_moment
 from scones.workflow.executions import (
     ExecutionNotFoundError,
     ExecutionStore,
     InvalidExecutionInputError,
     PageQuery,
-    parse_since,
 )
 
 STATIC_FILES = {
@@ -287,8 +287,8 @@ def create_app(config: DashboardConfig) -> Any:
         query = PageQuery(
             status=filters["status"].upper() or None,
             state_machine=filters["state_machine"] or None,
-            since=parse_since(filters["since"]) if filters["since"] else None,
-            until=parse_since(filters["until"]) if filters["until"] else None,
+            since=parse_optional_moment(filters["since"], parameter="since"),
+            until=parse_optional_moment(filters["until"], parameter="until"),
             search=filters["q"] or None,
             before=filters["before"] or None,
             after=filters["after"] or None,
