@@ -14,6 +14,7 @@ from model_helpers import shared_sample, staged_shared, write_layout
 
 from scones.data.layout import LayoutError
 from scones.errors import UsageError
+from scones.images import IMAGE_STAT_NAMES
 from scones.model.artifact import (
     BASELINE_JSON,
     MODEL_JSON,
@@ -26,7 +27,7 @@ from scones.model.artifact import (
     read_baseline,
     read_card,
 )
-from scones.model.image_stats import CONFIDENCE_BIN_EDGES, IMAGE_STAT_NAMES
+from scones.model.baseline import CONFIDENCE_BIN_EDGES
 from scones.model.net import VehicleNet, count_macs, count_parameters
 from scones.model.preprocess import Preprocessing, preprocess_batch
 from scones.model.train import (

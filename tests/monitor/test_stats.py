@@ -9,7 +9,7 @@ import pytest
 from monitor_helpers import T0, capture_record, minutes, varied_pngs, write_capture_file
 
 from conftest import noise_png, solid_png
-from scones.model.image_stats import confidence_histogram
+from scones.model.baseline import confidence_histogram
 from scones.monitor.capture_reader import ReadCounters, iter_capture_records, list_capture_files
 from scones.monitor.stats import (
     DriftThresholds,

@@ -1,7 +1,7 @@
 """``baseline.json``: what the validation split looked like to the model, for drift monitoring.
 
 Monitoring compares live traffic with it, using the same statistics and bins
-(:mod:`scones.model.image_stats`).
+(:func:`scones.images.image_statistics` and :data:`CONFIDENCE_BIN_EDGES`).
 """
 
 from __future__ import annotations
@@ -10,13 +10,17 @@ from typing import Any
 
 import numpy as np
 
-from scones.model.image_stats import (
-    CONFIDENCE_BIN_EDGES,
-    IMAGE_STAT_NAMES,
-    confidence_histogram,
-)
+from scones.images import IMAGE_STAT_NAMES
 
 BASELINE_FORMAT_VERSION = 1
+# The fixed bins of every confidence histogram (top probability), baseline and live alike.
+CONFIDENCE_BIN_EDGES = tuple(round(i / 20, 2) for i in range(21))
+
+
+def confidence_histogram(top_probabilities: np.ndarray) -> list[int]:
+    """Counts of top probabilities in CONFIDENCE_BIN_EDGES (the last bin includes 1.0)."""
+    counts, _ = np.histogram(np.asarray(top_probabilities, dtype=np.float64), CONFIDENCE_BIN_EDGES)
+    return [int(c) for c in counts]
 
 
 def class_shares(indices: np.ndarray, class_names: list[str]) -> dict[str, float]:

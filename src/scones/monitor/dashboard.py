@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from scones.errors import SconesError
-from scones.model.preprocess import DEFAULT_MAX_PIXELS, ImageDecodeError, decode_image
+from scones.images import DEFAULT_MAX_PIXELS, ImageDecodeError, decode_image
 from scones.monitor.capture_reader import (
     decode_input_bytes,
     list_capture_files,

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from scones.errors import SconesError
-from scones.model.image_stats import IMAGE_STAT_NAMES
+from scones.images import IMAGE_STAT_NAMES
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

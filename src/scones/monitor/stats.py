@@ -24,16 +24,17 @@ from typing import Any
 
 import numpy as np
 
-from scones.model.image_stats import (
-    CONFIDENCE_BIN_EDGES,
+from scones.images import (
+    DEFAULT_MAX_PIXELS,
+    IMAGE_CONTENT_TYPES,
     IMAGE_STAT_NAMES,
+    ImageDecodeError,
+    decode_image,
     image_statistics,
 )
-from scones.model.preprocess import DEFAULT_MAX_PIXELS, ImageDecodeError, decode_image
+from scones.model.baseline import CONFIDENCE_BIN_EDGES
 from scones.monitor.capture_reader import CaptureRecord, decode_input_bytes
 
-# The content types the endpoint accepts (the SageMaker contract); anything else is counted.
-IMAGE_CONTENT_TYPES = frozenset({"image/png", "image/jpeg", "image/jpg", "application/x-image"})
 # Shares of zero make PSI infinite; the usual practice floors them at a small share.
 PSI_FLOOR = 1e-4
 DRIFT_CHECK = "baseline_drift_check"
@@ -674,7 +675,7 @@ def baseline_problem(baseline: dict[str, Any]) -> str | None:
         )
     edges = baseline.get("confidence_bin_edges")
     if edges is not None and [round(float(e), 6) for e in edges] != list(CONFIDENCE_BIN_EDGES):
-        return "confidence_bin_edges differ from scones.model.image_stats.CONFIDENCE_BIN_EDGES"
+        return "confidence_bin_edges differ from scones.model.baseline.CONFIDENCE_BIN_EDGES"
     if not isinstance(baseline.get("image_stats", {}), dict):
         return "image_stats is not an object"
     return None
