@@ -1049,8 +1049,9 @@ def monitor(
 
     Exit code 0 when within bounds, 3 when any constraint is violated.
     """
-    from scones.monitor.runner import MonitorOptions, parse_time_flag, run_monitor
-    from scones.monitor.stats import DriftThresholds
+    from scones.monitor.drift import DriftThresholds
+    from scones.monitor.report import monitor_report
+    from scones.monitor.runner import MonitorOptions, parse_time_flag
 
     config = settings()
     import os
@@ -1065,7 +1066,6 @@ def monitor(
     options = MonitorOptions(
         capture_uri=capture_uri or config.capture_uri,
         endpoint_name=endpoint_name or config.endpoint_name,
-        out_dir=out_dir,
         since=parse_time_flag("--since", since),
         until=parse_time_flag("--until", until),
         threshold=config.threshold if threshold is None else threshold,
@@ -1083,7 +1083,7 @@ def monitor(
         sample_size=sample_size,
         workers=workers or min(os.cpu_count() or 1, 4),
     )
-    result = run_monitor(options)
+    result = monitor_report(options, out_dir)
     summary = result.summary
     records = summary["records"]
     drift = summary["drift"]

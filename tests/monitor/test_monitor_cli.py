@@ -279,3 +279,28 @@ def test_an_out_path_that_is_a_file_is_refused(tmp_path):
     assert result.returncode == 1
     assert "cannot be used as a folder" in result.stderr and "Traceback" not in result.stderr
     assert blocker.read_text() == "keep me"
+
+
+def test_the_report_names_the_model_version_never_vnone(tmp_path, baseline_model):
+    from conftest import build_tiny_model
+    from scones.model.registry import register
+    from scones.store import open_store
+
+    store_dir = tmp_path / "store"
+    version = register(open_store(str(store_dir)), baseline_model, "tiny").version
+    baseline = json.loads((baseline_model / "baseline.json").read_text())
+    bare = build_tiny_model(tmp_path / "bare", version=None)  # trained, never registered
+    unregistered_model = model_with_baseline(bare, tmp_path / "unregistered-model", baseline)
+    capture = tmp_path / "capture"
+    normal_traffic(capture, 40)
+    registered, unregistered = tmp_path / "registered", tmp_path / "unregistered"
+    args = ["--capture-uri", str(capture), "--store", str(store_dir)]
+    assert run(*args, "--model", f"tiny:{version}", "--out", str(registered)).exit_code == 0
+    assert run(*args, "--model", str(unregistered_model), "--out", str(unregistered)).exit_code == 0
+    summary = json.loads((registered / "summary.json").read_text())
+    assert summary["model"]["version"] == version
+    assert summary["model"]["label"] == f"tiny v{version}"
+    assert f"<td>tiny v{version}</td>" in (registered / "report.html").read_text()
+    html = (unregistered / "report.html").read_text()
+    assert "vNone<" not in html  # (the base64 charts may spell anything)
+    assert f"<td>tiny (unregistered: {unregistered_model.resolve()})</td>" in html

@@ -92,7 +92,7 @@ class DashboardState:
             fresh = snapshot is not None and time.monotonic() - snapshot.computed_at < 60.0
             if snapshot is not None and snapshot.signature == signature and fresh:
                 return snapshot
-            options = replace(self.config.monitor, since=since, out_dir=None)
+            options = replace(self.config.monitor, since=since)
             result = run_monitor(options, baseline=self._baseline_source())
             summary = result.summary
             passed, under = result.aggregator.confidence_points()
@@ -170,7 +170,7 @@ class DashboardState:
         ]
         counts: dict[str, int] = {}
         for item in items:
-            counts[item["status"]] = counts.get(item["status"], 0) + 1
+            counts[str(item["status"])] = counts.get(str(item["status"]), 0) + 1
         return {"available": True, "message": None, "items": items, "counts": counts}
 
     def state(self) -> dict[str, Any]:
