@@ -1001,9 +1001,16 @@ def monitor(
         typer.Option(
             "--psi-threshold",
             help="Population stability index above which the class "
-            "mix or confidence histogram is a violation.",
+            "mix or confidence histogram is a violation ...",
         ),
     ] = 0.2,
+    chi2_p_value: Annotated[
+        float,
+        typer.Option(
+            "--chi2-p-value",
+            help="... when a chi-square test of the binned counts also gives a p-value below this.",
+        ),
+    ] = 0.01,
     ks_p_value: Annotated[
         float,
         typer.Option(
@@ -1075,6 +1082,7 @@ def monitor(
         cache_dir=config.cache_dir,
         thresholds=DriftThresholds(
             psi=psi_threshold,
+            chi2_p_value=chi2_p_value,
             ks_p_value=ks_p_value,
             ks_statistic=ks_statistic,
             min_records=min_records,

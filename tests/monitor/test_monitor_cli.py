@@ -117,6 +117,21 @@ def test_shifted_images_are_flagged_with_exit_code_3(tmp_path, baseline_model):
         for v in json.loads((out / "constraint_violations.json").read_text())["violations"]
     }
     assert "predicted_class_mix" not in names and "image_brightness" in names
+    # A stricter significance level: the class mix shift is real but not that sure.
+    stricter = run(
+        "--capture-uri",
+        str(capture),
+        "--model",
+        str(baseline_model),
+        "--out",
+        str(out),
+        "--chi2-p-value",
+        "1e-300",
+    )
+    assert stricter.exit_code == 3
+    summary = json.loads((out / "summary.json").read_text())
+    (mix,) = [c for c in summary["drift"]["checks"] if c["feature_name"] == "predicted_class_mix"]
+    assert mix["value"] > 0.2 and mix["p_value"] > 1e-300 and not mix["violated"]
 
 
 def test_empty_prefix_gives_a_clear_message_and_an_empty_report(tmp_path, baseline_model):
@@ -244,6 +259,8 @@ def test_capture_on_s3(s3_bucket, tmp_path, baseline_model):
         (["--since", "last tuesday"], "--since 'last tuesday' is not a time"),
         (["--since", "2026-11-27", "--until", "2026-11-26"], "is after --until"),
         (["--threshold", "1.5"], "--threshold 1.5 is outside 0..1"),
+        (["--chi2-p-value", "0"], "--chi2-p-value 0.0 is outside 0..1"),
+        (["--ks-p-value", "2"], "--ks-p-value 2.0 is outside 0..1"),
         (["--model", "/no/such/model"], "--model '/no/such/model' cannot be used"),
         (["--capture-uri", "ftp://host/x"], "unsupported store URI scheme 'ftp'"),
         (["--workers", "0"], "--workers 0 must be at least 1"),

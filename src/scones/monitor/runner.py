@@ -261,6 +261,13 @@ def run_monitor(
     """
     if not 0.0 <= options.threshold <= 1.0:
         raise UsageError(f"--threshold {options.threshold} is outside 0..1")
+    thresholds = options.thresholds
+    for flag, p_value in (
+        ("--chi2-p-value", thresholds.chi2_p_value),
+        ("--ks-p-value", thresholds.ks_p_value),
+    ):
+        if not 0.0 < p_value <= 1.0:
+            raise UsageError(f"{flag} {p_value} is outside 0..1 (a significance level)")
     if options.since and options.until and options.since > options.until:
         raise UsageError(
             f"--since {options.since.isoformat()} is after --until {options.until.isoformat()}"
