@@ -137,10 +137,11 @@ def stage(
     )
     splits = {"train": train, "validation": validation, "test": test}
     _check_disjoint(splits)
+    counts = _counts(splits, class_names)
     info = {
         "format_version": DATASET_FORMAT_VERSION,
         "class_names": class_names,
-        "counts": _counts(splits, class_names),
+        "counts": counts,
         "totals": {name: len(rows) for name, rows in splits.items()},
         "source": loaded.description,
         "split": {
@@ -164,7 +165,7 @@ def stage(
         source=source,
         source_kind=kind,
         class_names=class_names,
-        counts=info["counts"],
+        counts=counts,
         test_carved=test_carved,
         seconds=time.monotonic() - started,
         notes=notes,

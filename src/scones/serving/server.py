@@ -14,9 +14,13 @@ import threading
 from collections.abc import Mapping
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING, TypedDict
 
 from scones.errors import UsageError
 from scones.serving.config import ServeConfig
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
 
 logger = logging.getLogger(__name__)
 
@@ -52,8 +56,9 @@ def resolve_port(port: int | None, env: Mapping[str, str] | None = None) -> int:
     return parse_port(port, "--port")
 
 
-def app_from_env():  # -> FastAPI; uvicorn factory for worker processes
-    """Worker processes' app factory: the configuration comes as JSON in the environment."""
+def app_from_env() -> FastAPI:
+    """Worker processes' app factory (uvicorn imports it by name): the configuration comes
+    as JSON in the environment."""
     from scones.serving.app import create_app
 
     text = os.environ.get(CONFIG_ENV)
@@ -69,6 +74,18 @@ def check_model_loads(config: ServeConfig) -> None:
     OnnxClassifier(config.model_dir, intra_op_threads=1)
 
 
+class _UvicornOptions(TypedDict):
+    """What one worker and many share (typed, so uvicorn's keyword types are checked)."""
+
+    host: str
+    port: int
+    log_level: str
+    timeout_graceful_shutdown: int
+    timeout_keep_alive: int
+    proxy_headers: bool
+    server_header: bool
+
+
 def run_server(
     config: ServeConfig,
     *,
@@ -82,7 +99,7 @@ def run_server(
 
     if workers < 1:
         raise UsageError(f"--workers {workers} must be at least 1")
-    common = {
+    common: _UvicornOptions = {
         "host": host,
         "port": port,
         "log_level": log_level,
