@@ -136,9 +136,11 @@ def test_up_restarts_a_dead_endpoint_then_gives_up_on_a_crash_loop(
         os.kill(first, signal.SIGKILL)  # dies after start: it must be noticed and restarted
         # The supervisor says so once its own health check passes, which may come after ours.
         _wait_for(
-            lambda: _endpoint_pid(up) not in (None, first)
-            and answers(ping)
-            and "endpoint: restarted" in output.read_text(),
+            lambda: (
+                _endpoint_pid(up) not in (None, first)
+                and answers(ping)
+                and "endpoint: restarted" in output.read_text()
+            ),
             "the endpoint was not restarted",
             deadline,
             up,

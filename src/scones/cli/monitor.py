@@ -51,9 +51,16 @@ def monitor(
         typer.Option(
             "--psi-threshold",
             help="Population stability index above which the class "
-            "mix or confidence histogram is a violation.",
+            "mix or confidence histogram is a violation ...",
         ),
     ] = 0.2,
+    chi2_p_value: Annotated[
+        float,
+        typer.Option(
+            "--chi2-p-value",
+            help="... when a chi-square test of the binned counts also gives a p-value below this.",
+        ),
+    ] = 0.01,
     ks_p_value: Annotated[
         float,
         typer.Option(
@@ -99,8 +106,9 @@ def monitor(
 
     Exit code 0 when within bounds, 3 when any constraint is violated.
     """
-    from scones.monitor.runner import MonitorOptions, run_monitor
-    from scones.monitor.stats import DriftThresholds
+    from scones.monitor.drift import DriftThresholds
+    from scones.monitor.report import monitor_report
+    from scones.monitor.runner import MonitorOptions
     from scones.times import parse_optional_moment
 
     config = settings()
@@ -112,7 +120,6 @@ def monitor(
     options = MonitorOptions(
         capture_uri=capture_uri or config.capture_uri,
         endpoint_name=endpoint_name or config.endpoint_name,
-        out_dir=out_dir,
         since=parse_optional_moment(since, parameter="since"),
         until=parse_optional_moment(until, parameter="until"),
         threshold=config.threshold if threshold is None else threshold,
@@ -122,6 +129,7 @@ def monitor(
         cache_dir=config.cache_dir,
         thresholds=DriftThresholds(
             psi=psi_threshold,
+            chi2_p_value=chi2_p_value,
             ks_p_value=ks_p_value,
             ks_statistic=ks_statistic,
             min_records=min_records,
@@ -130,7 +138,7 @@ def monitor(
         sample_size=sample_size,
         workers=workers or min(os.cpu_count() or 1, 4),
     )
-    result = run_monitor(options)
+    result = monitor_report(options, out_dir)
     summary = result.summary
     records = summary["records"]
     drift = summary["drift"]

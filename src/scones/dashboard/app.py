@@ -21,7 +21,7 @@ from typing import Any
 
 from scones.dashboard import console, pages
 from scones.errors import SconesError, UsageError
-from scones.model.preprocess import DEFAULT_MAX_PIXELS, ImageDecodeError, decode_image
+from scones.images import DEFAULT_MAX_PIXELS, ImageDecodeError, decode_image
 from scones.monitor.capture_reader import (
     decode_input_bytes,
     list_capture_files,
@@ -102,7 +102,7 @@ class DashboardState:
             fresh = snapshot is not None and time.monotonic() - snapshot.computed_at < 60.0
             if snapshot is not None and snapshot.signature == signature and fresh:
                 return snapshot
-            options = replace(self.config.monitor, since=since, out_dir=None)
+            options = replace(self.config.monitor, since=since)
             result = run_monitor(options, baseline=self._baseline_source())
             summary = result.summary
             passed, under = result.aggregator.confidence_points()

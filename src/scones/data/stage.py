@@ -40,7 +40,7 @@ from scones.data.layout import (
     parse_lst,
 )
 from scones.data.split import stratified_split
-from scones.model.preprocess import DEFAULT_MAX_PIXELS, ImageDecodeError, decode_image
+from scones.images import DEFAULT_MAX_PIXELS, PNG_SIGNATURE, ImageDecodeError, decode_image
 from scones.settings import OFFICIAL_CIFAR100_MD5, OFFICIAL_CIFAR100_URL
 from scones.store import ObjectNotFoundError, ObjectStore, join_key, open_store, validate_prefix
 from scones.times import iso_z, utc_now
@@ -57,7 +57,6 @@ STAGING_PREFIX = ".staging-"
 ABANDONED_STAGING_AGE = timedelta(hours=6)
 MAX_IMAGE_BYTES = 20 * 1024 * 1024  # per imported PNG; CIFAR's are about 2.5 KB
 MAX_MANIFEST_BYTES = 64 * 1024 * 1024  # per imported .lst or dataset.json; 60,000 rows ~ 2.5 MB
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 WRITE_WORKERS = 8  # store writes are I/O bound (fsync, HTTP); PNG zlib releases the GIL
 IMAGE_FOLDERS = ("train", "test")
 

@@ -37,7 +37,6 @@ from scones import __version__
 from scones.data.layout import LayoutError, lst_key, read_dataset_info
 from scones.errors import ParameterError, SconesError, UsageError
 from scones.model.artifact import (
-    BASELINE_JSON,
     MODEL_JSON,
     MODEL_ONNX,
     MODEL_WEIGHTS,
@@ -45,7 +44,7 @@ from scones.model.artifact import (
     OnnxClassifier,
 )
 from scones.model.augment import augment_batch
-from scones.model.baseline import build_baseline
+from scones.model.baseline import write_baseline
 from scones.model.calibrate import fit_temperature, negative_log_likelihood
 from scones.model.dataset import ImageSet, load_split
 from scones.model.evaluate import classification_metrics, predict_pixels
@@ -536,13 +535,6 @@ def write_artifact(
         data.class_names,
         target_precision=target_precision,
     )
-    baseline = build_baseline(
-        class_names=data.class_names,
-        labels=data.validation.labels,
-        probabilities=probabilities,
-        statistics=data.validation.statistics,
-    )
-    (model_dir / BASELINE_JSON).write_text(json.dumps(baseline))
     card.metrics = {
         "split": "validation",
         "n": metrics["n"],
@@ -587,4 +579,13 @@ def train_model(
     prep = prep or Preprocessing()
     data = load_training_data(store, prep, prefix)
     result = fit(config, data, prep, on_epoch=on_epoch)
-    return write_artifact(result, data, config, prep, model_dir, name=name)
+    trained = write_artifact(result, data, config, prep, model_dir, name=name)
+    write_baseline(
+        model_dir,
+        store,
+        class_names=data.class_names,
+        prep=prep,
+        validation=data.validation,
+        prefix=prefix,
+    )
+    return trained
