@@ -55,6 +55,10 @@ def executions(
     }.items():
         store.put(key, data)
     patch = pytest.MonkeyPatch()
+    # A module fixture runs before the per-test isolation in conftest: start from no SCONES_*
+    # (earlier in-process runs leave SCONES_BUCKET_<NAME> behind, as a Lambda's env would be).
+    for name in [name for name in os.environ if name.startswith("SCONES_")]:
+        patch.delenv(name)
     patch.setenv("SCONES_STORE", str(root / "store"))
     patch.delenv("THRESHOLD", raising=False)
     db_path = root / "home" / "scones.db"

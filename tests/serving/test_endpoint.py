@@ -332,9 +332,9 @@ def test_batcher_never_mixes_answers_under_load(make_endpoint, tiny_model_dir):
     [("PNG", {}), ("JPEG", {}), ("JPEG", {"progressive": True}), ("JPEG", {"exif": b"Exif\0\0"})],
 )
 def test_header_size_read_from_bytes_matches_pillow(fmt, options):
-    from scones.serving.app import _declared_pixels
+    from scones.images import declared_pixels
 
     data = encode(Image.new("RGB", (123, 45), RED), fmt, **options)
-    assert _declared_pixels(data) == 123 * 45
-    assert _declared_pixels(b"GIF89a....") is None
-    assert _declared_pixels(data[:10]) is None
+    assert declared_pixels(data) == 123 * 45
+    assert declared_pixels(b"GIF89a....") is None
+    assert declared_pixels(data[:10]) is None

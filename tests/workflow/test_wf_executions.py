@@ -198,17 +198,19 @@ def test_a_database_from_a_newer_scones_is_refused(tmp_path: Path) -> None:
         ExecutionStore(path)
 
 
-def test_parse_since_takes_iso_times_and_ages() -> None:
-    from scones.workflow.executions import parse_since
+def test_since_takes_iso_times_and_ages_in_the_shared_grammar() -> None:
+    from scones.errors import ParameterError
+    from scones.times import parse_moment
 
     now = datetime(2026, 11, 26, 15, 0, tzinfo=UTC)
-    assert parse_since("30m", now) == now - timedelta(minutes=30)
-    assert parse_since("2h", now) == now - timedelta(hours=2)
-    assert parse_since("1d", now) == now - timedelta(days=1)
-    assert parse_since("2026-11-26T14:00:00Z") == datetime(2026, 11, 26, 14, tzinfo=UTC)
-    assert parse_since("2026-11-26T14:00:00") == datetime(2026, 11, 26, 14, tzinfo=UTC)
-    with pytest.raises(InvalidExecutionInputError, match="'yesterday'"):
-        parse_since("yesterday")
+    assert parse_moment("30m", now=now) == now - timedelta(minutes=30)
+    assert parse_moment("2h", now=now) == now - timedelta(hours=2)
+    assert parse_moment("1d", now=now) == now - timedelta(days=1)
+    assert parse_moment("1w", now=now) == now - timedelta(weeks=1)
+    assert parse_moment("2026-11-26T14:00:00Z") == datetime(2026, 11, 26, 14, tzinfo=UTC)
+    assert parse_moment("2026-11-26T14:00:00") == datetime(2026, 11, 26, 14, tzinfo=UTC)
+    with pytest.raises(ParameterError, match="since 'yesterday'"):
+        parse_moment("yesterday")
 
 
 @pytest.mark.parametrize("bad_input", [{"n": float("nan")}, {"when": object()}, {1, 2}])

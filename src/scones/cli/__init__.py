@@ -13,7 +13,12 @@ library function and renders the result):
 - ``deploy.py``    deploy aws, destroy aws
 - ``options.py``   option types shared by several commands (``--store``, ``--name`` ...) and
   the settings their defaults come from
-- ``render.py``    the two consoles (results on stdout, progress on stderr) and output helpers
+- ``render.py``    the two consoles (results on stdout, progress on stderr), ``print_rows``
+  for listings (a table on a terminal, tab-separated whole values when piped) and
+  ``print_json_lines`` for their ``--json``
+
+Library errors name parameters (``{since}``); ``main`` shows them as flags
+(``options.flag_for``: ``since`` -> ``--since``, with a table for the few that differ).
 
 To add a command: write it as a plain function in its group's module (a sub-command goes on
 that module's sub-app, e.g. ``models_app``), then register a top-level command in the table

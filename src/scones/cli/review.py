@@ -77,14 +77,14 @@ def review_list(
     from rich.table import Table
 
     from scones.review.actions import list_items
-    from scones.workflow.executions import parse_since
+    from scones.times import parse_optional_moment
 
     items, counts = list_items(
         review_config(),
         status=status,
         model_version=model_version,
-        since=parse_since(since) if since else None,
-        until=parse_since(until) if until else None,
+        since=parse_optional_moment(since, parameter="since"),
+        until=parse_optional_moment(until, parameter="until"),
         limit=limit,
     )
     if json_output:
@@ -186,7 +186,7 @@ def review_sync(
 ) -> None:
     """Add every threshold failure and captured request under the threshold (once each)."""
     from scones.review.actions import SyncRequest, sync_review
-    from scones.workflow.executions import parse_since
+    from scones.times import parse_optional_moment
 
     conf = settings()
     request = SyncRequest(
@@ -195,7 +195,7 @@ def review_sync(
         endpoint_name=endpoint_name or conf.endpoint_name,
         threshold=conf.threshold if threshold is None else threshold,
         model_version=model_version,
-        since=parse_since(since) if since else None,
+        since=parse_optional_moment(since, parameter="since"),
     )
     report = sync_review(review_config(), request)
     out.print(

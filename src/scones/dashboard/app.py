@@ -21,7 +21,7 @@ from typing import Any
 
 from scones.dashboard import console, pages
 from scones.errors import SconesError, UsageError
-from scones.model.preprocess import DEFAULT_MAX_PIXELS, ImageDecodeError, decode_image
+from scones.images import DEFAULT_MAX_PIXELS, ImageDecodeError, decode_image
 from scones.monitor.capture_reader import (
     decode_input_bytes,
     list_capture_files,
@@ -29,12 +29,12 @@ from scones.monitor.capture_reader import (
 )
 from scones.monitor.runner import BaselineSource, MonitorOptions, resolve_baseline, run_monitor
 from scones.store import StoreError, open_store
+from scones.times import parse_optional_moment
 from scones.workflow.executions import (
     ExecutionNotFoundError,
     ExecutionStore,
     InvalidExecutionInputError,
     PageQuery,
-    parse_since,
 )
 
 STATIC_FILES = {
@@ -105,7 +105,7 @@ class DashboardState:
             fresh = snapshot is not None and time.monotonic() - snapshot.computed_at < 60.0
             if snapshot is not None and snapshot.signature == signature and fresh:
                 return snapshot
-            options = replace(self.config.monitor, since=since, out_dir=None)
+            options = replace(self.config.monitor, since=since)
             result = run_monitor(options, baseline=self._baseline_source())
             summary = result.summary
             passed, under = result.aggregator.confidence_points()
@@ -290,8 +290,8 @@ def create_app(config: DashboardConfig) -> Any:
         query = PageQuery(
             status=filters["status"].upper() or None,
             state_machine=filters["state_machine"] or None,
-            since=parse_since(filters["since"]) if filters["since"] else None,
-            until=parse_since(filters["until"]) if filters["until"] else None,
+            since=parse_optional_moment(filters["since"], parameter="since"),
+            until=parse_optional_moment(filters["until"], parameter="until"),
             search=filters["q"] or None,
             before=filters["before"] or None,
             after=filters["after"] or None,

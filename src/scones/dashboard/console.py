@@ -27,7 +27,7 @@ from scones.functions.serialize_image_data import (
     max_image_bytes,
     read_image,
 )
-from scones.model.preprocess import DEFAULT_MAX_PIXELS, ImageDecodeError, decode_image
+from scones.images import DEFAULT_MAX_PIXELS, ImageDecodeError, decode_image
 from scones.store import StoreError, open_store
 from scones.workflow.definitions import STATE_MACHINE_NAMES, load_definition
 from scones.workflow.executions import (

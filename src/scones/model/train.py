@@ -25,7 +25,6 @@ import tomllib
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -36,9 +35,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from scones import __version__
 from scones.data.layout import LayoutError, lst_key, read_dataset_info
-from scones.errors import SconesError, UsageError
+from scones.errors import ParameterError, SconesError, UsageError
+from scones.images import decode_image
 from scones.model.artifact import (
-    BASELINE_JSON,
     MODEL_JSON,
     MODEL_ONNX,
     MODEL_WEIGHTS,
@@ -46,7 +45,7 @@ from scones.model.artifact import (
     OnnxClassifier,
 )
 from scones.model.augment import augment_batch
-from scones.model.baseline import build_baseline
+from scones.model.baseline import write_baseline
 from scones.model.calibrate import fit_temperature, negative_log_likelihood
 from scones.model.dataset import AddedImages, ImageSet, load_split
 from scones.model.evaluate import classification_metrics, predict_pixels
@@ -57,8 +56,9 @@ from scones.model.net import (
     count_macs,
     count_parameters,
 )
-from scones.model.preprocess import Preprocessing, decode_image, normalize_hwc_uint8, resize_for
+from scones.model.preprocess import Preprocessing, normalize_hwc_uint8, resize_for
 from scones.store import ObjectStore
+from scones.times import iso_z, utc_now
 
 ONNX_OPSET = 17
 ONNX_PARITY_TOLERANCE = 1e-4
@@ -103,13 +103,19 @@ def load_config(path: Path) -> dict[str, Any]:
     try:
         text = path.read_text()
     except OSError as exc:
-        raise UsageError(f"--config {path}: cannot read it: {exc}") from None
+        raise ParameterError(
+            f"{{config_file}} {path}: cannot read it: {exc}", "config_file"
+        ) from None
     try:
         data = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
     except (ValueError, tomllib.TOMLDecodeError) as exc:
-        raise UsageError(f"--config {path}: not valid {path.suffix or 'JSON'}: {exc}") from None
+        raise ParameterError(
+            f"{{config_file}} {path}: not valid {path.suffix or 'JSON'}: {exc}", "config_file"
+        ) from None
     if not isinstance(data, dict):
-        raise UsageError(f"--config {path}: expected a table of hyperparameters")
+        raise ParameterError(
+            f"{{config_file}} {path}: expected a table of hyperparameters", "config_file"
+        )
     return data
 
 
@@ -140,9 +146,13 @@ def select_device(name: str) -> torch.device:
     try:
         device = torch.device(name)
     except RuntimeError:
-        raise UsageError(f"--device {name!r} is not a device (auto, cpu, cuda, cuda:N)") from None
+        raise ParameterError(
+            f"{{device}} {name!r} is not a device (auto, cpu, cuda, cuda:N)", "device"
+        ) from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise UsageError(f"--device {name!r}: CUDA is not available on this machine")
+        raise ParameterError(
+            f"{{device}} {name!r}: CUDA is not available on this machine", "device"
+        )
     return device
 
 
@@ -557,13 +567,6 @@ def write_artifact(
         data.class_names,
         target_precision=target_precision,
     )
-    baseline = build_baseline(
-        class_names=data.class_names,
-        labels=data.validation.labels,
-        probabilities=probabilities,
-        statistics=data.validation.statistics,
-    )
-    (model_dir / BASELINE_JSON).write_text(json.dumps(baseline))
     card.metrics = {
         "split": "validation",
         "n": metrics["n"],
@@ -597,7 +600,7 @@ def write_artifact(
         }
     card.data_fingerprint = data.fingerprint
     card.code_version = code_version()
-    card.created_at = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    card.created_at = iso_z(utc_now())
     (model_dir / MODEL_JSON).write_text(card.model_dump_json(indent=2))
     return TrainedModel(model_dir, card, metrics)
 
@@ -622,4 +625,13 @@ def train_model(
     if added is not None:
         data = add_training_images(data, added, prep)
     result = fit(config, data, prep, on_epoch=on_epoch)
-    return write_artifact(result, data, config, prep, model_dir, name=name)
+    trained = write_artifact(result, data, config, prep, model_dir, name=name)
+    write_baseline(
+        model_dir,
+        store,
+        class_names=data.class_names,
+        prep=prep,
+        validation=data.validation,
+        prefix=prefix,
+    )
+    return trained

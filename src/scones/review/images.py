@@ -10,7 +10,7 @@ import hashlib
 import io
 import threading
 
-from scones.model.preprocess import DEFAULT_MAX_PIXELS, ImageDecodeError, decode_image
+from scones.images import DEFAULT_MAX_PIXELS, ImageDecodeError, decode_image
 from scones.monitor.capture_reader import decode_input_bytes, read_record_at
 from scones.review.queue import ReviewError, ReviewItem
 from scones.review.sources import MAX_IMAGE_BYTES

@@ -16,7 +16,6 @@ import asyncio
 import json
 import logging
 import os
-import struct
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -33,8 +32,9 @@ from starlette.requests import ClientDisconnect
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from scones.images import IMAGE_CONTENT_TYPES, ImageDecodeError, declared_pixels
 from scones.model.artifact import ModelCard, OnnxClassifier, read_card
-from scones.model.preprocess import ImageDecodeError, preprocess_bytes
+from scones.model.preprocess import preprocess_bytes
 from scones.serving.batcher import BatchClock, BatcherClosedError, MicroBatcher
 from scones.serving.capture import CaptureConfig, CaptureWriter
 from scones.serving.config import ServeConfig
@@ -42,7 +42,6 @@ from scones.serving.metrics import PROMETHEUS_CONTENT_TYPE, ServingMetrics
 
 logger = logging.getLogger(__name__)
 
-IMAGE_CONTENT_TYPES = ("image/png", "image/jpeg", "application/x-image")
 CUSTOM_ATTRIBUTES_HEADER = "X-Amzn-SageMaker-Custom-Attributes"
 INFERENCE_ID_HEADER = "X-Amzn-SageMaker-Inference-Id"
 INFERENCE_ID_QUERY = "inferenceId"
@@ -63,9 +62,6 @@ DECODE_THREADS = max(2, min(8, os.cpu_count() or 2))
 # a thread hop); larger ones in the decode pool, so a big photo never stalls other requests.
 INLINE_DECODE_MAX_PIXELS = 128 * 128
 INLINE_DECODE_MAX_BYTES = 256 * 1024
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-# Start-of-frame markers (SOF0-SOF15 without DHT, JPG and DAC) carry the image size.
-_JPEG_SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
 # How long a request that arrives during model loading waits for it before a 503.
 MODEL_LOAD_WAIT_S = 30.0
 # Route labels for metrics; anything else counts as "other" (no unbounded label values).
@@ -365,30 +361,11 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def _declared_pixels(body: bytes) -> int | None:
-    """Width x height from a PNG or baseline/progressive JPEG header, read from the bytes
-    (no decoder); None when unsure. Only picks where to decode: decoding checks for real."""
-    if body.startswith(PNG_SIGNATURE) and body[12:16] == b"IHDR" and len(body) >= 24:
-        width, height = struct.unpack(">II", body[16:24])
-        return width * height
-    if not body.startswith(b"\xff\xd8"):
-        return None
-    position = 2
-    while position + 9 <= len(body) and body[position] == 0xFF:
-        marker = body[position + 1]
-        if marker in _JPEG_SOF_MARKERS:
-            height, width = struct.unpack(">HH", body[position + 5 : position + 9])
-            return width * height
-        (length,) = struct.unpack(">H", body[position + 2 : position + 4])
-        position += 2 + length
-    return None
-
-
 def _is_small_image(body: bytes) -> bool:
     """Whether the image's header declares few enough pixels to decode on the event loop."""
     if len(body) > INLINE_DECODE_MAX_BYTES:
         return False
-    pixels = _declared_pixels(body)
+    pixels = declared_pixels(body)
     return pixels is not None and pixels <= INLINE_DECODE_MAX_PIXELS
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, TypedDict
 
-from scones.errors import UsageError
+from scones.errors import ParameterError, UsageError
 from scones.serving.config import ServeConfig
 
 if TYPE_CHECKING:
@@ -35,10 +35,11 @@ _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 KEEP_ALIVE_S = 75  # longer than typical load balancer idle timeouts (SageMaker: 60 s)
 
 
-def parse_port(value: str | int, source: str) -> int:
+def parse_port(value: str | int, source: str = "{port}") -> int:
+    """A TCP port from ``source``: the ``port`` parameter, or a variable's name."""
     text = str(value).strip()
     if not text.isdigit() or not 1 <= int(text) <= 65535:
-        raise UsageError(f"{source} {value!r} is not a TCP port (1-65535)")
+        raise ParameterError(f"{source} {value!r} is not a TCP port (1-65535)", "port")
     return int(text)
 
 
@@ -53,7 +54,7 @@ def resolve_port(port: int | None, env: Mapping[str, str] | None = None) -> int:
         return chosen
     if port is None:
         return DEFAULT_PORT
-    return parse_port(port, "--port")
+    return parse_port(port)
 
 
 def app_from_env() -> FastAPI:
@@ -98,7 +99,7 @@ def run_server(
     import uvicorn
 
     if workers < 1:
-        raise UsageError(f"--workers {workers} must be at least 1")
+        raise ParameterError(f"{{workers}} {workers} must be at least 1", "workers")
     common: _UvicornOptions = {
         "host": host,
         "port": port,

@@ -24,11 +24,12 @@ import zlib
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from scones.errors import SconesError, UsageError
+from scones.times import iso_utc, utc_now
 
 STATUSES = ("RUNNING", "SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED")
 # Step Functions: execution names are 1-80 characters; we accept the URL-safe subset.
@@ -244,7 +245,7 @@ def check_name(name: str) -> str:
 
 def _json_default(value: Any) -> Any:
     if isinstance(value, datetime):
-        return _iso(value)
+        return iso_utc(value)
     if isinstance(value, bytes | bytearray):
         return value.decode("utf-8", "replace")
     raise TypeError(f"cannot store {type(value).__name__} as JSON")
@@ -252,17 +253,6 @@ def _json_default(value: Any) -> Any:
 
 def to_json(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=_json_default)
-
-
-def _iso(moment: datetime) -> str:
-    # One fixed format, so the text sorts as the times do.
-    if moment.tzinfo is not UTC:  # the runtime's event times already are UTC
-        moment = moment.astimezone(UTC)
-    return moment.isoformat(timespec="microseconds")
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
 
 
 class ExecutionStore:
@@ -331,7 +321,7 @@ class ExecutionStore:
                 f"execution input of {name!r} is over the {MAX_INPUT_BYTES}-byte limit"
             )
         execution_id = execution_id_for(state_machine, name)
-        started = _now()
+        started = utc_now()
         with self._lock:
             # One autocommitted statement: the common case (a new name) costs one write (the
             # trigger executions_keys adds its object keys in the same statement).
@@ -339,7 +329,7 @@ class ExecutionStore:
                 "INSERT INTO executions (execution_id, name, state_machine, status, input, "
                 "started_at, owner) VALUES (?, ?, ?, 'RUNNING', ?, ?, ?) "
                 "ON CONFLICT (execution_id) DO NOTHING",
-                (execution_id, name, state_machine, input_json, _iso(started), _owner()),
+                (execution_id, name, state_machine, input_json, iso_utc(started), _owner()),
             ).rowcount
         if created != 1:
             existing = self.get(execution_id)
@@ -370,10 +360,10 @@ class ExecutionStore:
             raise ExecutionError(
                 f"cannot finish execution {running.execution_id} with status {status!r}"
             )
-        stopped = stopped_at or _now()
+        stopped = stopped_at or utc_now()
         # Stored as read back: event timestamps as ISO text, so get() returns an equal record.
         events = [
-            {**event, "timestamp": _iso(event["timestamp"])}
+            {**event, "timestamp": iso_utc(event["timestamp"])}
             if isinstance(event.get("timestamp"), datetime)
             else event
             for event in history
@@ -389,7 +379,7 @@ class ExecutionStore:
                     output_json,
                     error,
                     cause,
-                    _iso(stopped),
+                    iso_utc(stopped),
                     history_zlib,
                     running.execution_id,
                 ),
@@ -404,7 +394,7 @@ class ExecutionStore:
             output=output,
             error=error,
             cause=cause,
-            stopped_at=datetime.fromisoformat(_iso(stopped)),
+            stopped_at=datetime.fromisoformat(iso_utc(stopped)),
             history=events,
         )
 
@@ -460,7 +450,7 @@ class ExecutionStore:
             if since.tzinfo is None:
                 raise InvalidExecutionInputError(f"since={since!r} needs a time zone")
             where.append("started_at >= ?")
-            params.append(_iso(since))
+            params.append(iso_utc(since))
         clause = f"WHERE {' AND '.join(where)}" if where else ""
         with self._lock:
             rows = self._conn.execute(
@@ -611,10 +601,10 @@ class PageQuery:
             params.append(self.state_machine)
         if self.since is not None:
             where.append("started_at >= ?")
-            params.append(_iso(self.since))
+            params.append(iso_utc(self.since))
         if self.until is not None:
             where.append("started_at < ?")
-            params.append(_iso(self.until))
+            params.append(iso_utc(self.until))
         if self.search:
             # Prefix ranges over the name index and execution_keys: no LIKE, no scan.
             high = self.search + "\U0010ffff"
@@ -688,6 +678,24 @@ def _summary(row: tuple) -> ExecutionSummary:
     )
 
 
+def list_executions(
+    db_path: str | os.PathLike[str],
+    *,
+    status: str | None = None,
+    limit: int = 100,
+    since: datetime | None = None,
+) -> list[ExecutionRecord]:
+    """Executions in the database at ``db_path``, newest first (see ``ExecutionStore.list``)."""
+    with ExecutionStore(db_path) as db:
+        return db.list(status=status.upper() if status else None, limit=limit, since=since)
+
+
+def find_execution(db_path: str | os.PathLike[str], ref: str) -> ExecutionRecord:
+    """The execution whose id (ARN) or name is ``ref``, from the database at ``db_path``."""
+    with ExecutionStore(db_path) as db:
+        return db.find(ref)
+
+
 def compress_history(events: list[dict]) -> bytes:
     """The history as stored: zlib of one JSON line, then one line per distinct payload.
 
@@ -734,26 +742,6 @@ def decompress_history(blob: bytes | None) -> list[dict]:
     for index, key, field, line in stored["payloads"]:
         events[index][key][field] = lines[line]
     return events
-
-
-_RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhd])$")
-_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def parse_since(text: str, now: datetime | None = None) -> datetime:
-    """``2026-11-26T15:00:00Z`` (no zone: UTC) or a time ago: ``90s``, ``30m``, ``2h``, ``1d``."""
-    value = text.strip()
-    match = _RELATIVE.match(value)
-    if match:
-        seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
-        return (now or _now()) - timedelta(seconds=seconds)
-    try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise InvalidExecutionInputError(
-            f"invalid --since {text!r}: give an ISO 8601 time or an age such as 30m, 2h, 1d"
-        ) from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _canonical(value: Any) -> str:
