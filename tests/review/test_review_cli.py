@@ -52,7 +52,7 @@ def test_list_label_show_and_export(home: Path, tmp_path: Path) -> None:
         (("label", "{key}", "truck"), 2, "invalid label 'truck'"),
         (("undo", "{key}"), 2, "has no label to undo"),
         (("list", "--status", "done"), 2, "invalid review status 'done'"),
-        (("list", "--since", "yesterday"), 2, "invalid --since 'yesterday'"),
+        (("list", "--since", "yesterday"), 2, "--since 'yesterday' is not a time"),
     ],
 )
 def test_bad_input_is_one_clear_line_and_a_non_zero_exit(home: Path, args, code, message):
