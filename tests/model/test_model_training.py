@@ -42,6 +42,7 @@ from scones.model.train import (
 from scones.store import open_store
 
 TINY = {
+    "backbone": "scratch",
     "epochs": 6,
     "width": 8,
     "batch_size": 16,
