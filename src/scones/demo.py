@@ -47,6 +47,7 @@ class DemoSummary:
     test_accuracy: float | None = None
     test_images: int = 0
     recommended_threshold: float | None = None
+    threshold: float | None = None  # what routing used (SCONES_THRESHOLD, or the model's)
     passed: int = 0
     failed: int = 0
     failed_keys: list[str] = field(default_factory=list)
@@ -179,9 +180,10 @@ def _stage_and_train(
 
         trained = train_model(store, config, model_dir, name=conf.model_name, on_epoch=on_epoch)
     summary.validation_accuracy = trained.card.metrics.get("accuracy")
+    summary.threshold = conf.routing_threshold(trained.card.metrics.get("recommended_threshold"))
 
     with stages.stage("evaluate (test split)") as step:
-        metrics = evaluate_model(model_dir, store, split="test", threshold=conf.threshold)
+        metrics = evaluate_model(model_dir, store, split="test", threshold=summary.threshold)
         summary.test_accuracy = metrics["accuracy"]
         summary.test_images = metrics["n"]
         summary.recommended_threshold = metrics.get("recommended_threshold")
@@ -212,7 +214,9 @@ def _run_workflow(
         store.put(key, data, content_type="image/png")
         keys.append(key)
     runs.configure_local_functions(
-        endpoint_url=endpoint_url, threshold=conf.threshold, bucket_store=(DEMO_BUCKET, conf.store)
+        endpoint_url=endpoint_url,
+        threshold=summary.threshold,
+        bucket_store=(DEMO_BUCKET, conf.store),
     )
     with stages.stage("workflow", total=len(keys)) as step:
 
@@ -246,7 +250,7 @@ def _monitor(conf: Settings, model_dir: Path, stages: _Stages, summary: DemoSumm
                 capture_uri=conf.capture_uri,
                 endpoint_name=conf.endpoint_name,
                 out_dir=report_dir,
-                threshold=conf.threshold,
+                threshold=conf.threshold if summary.threshold is None else summary.threshold,
                 model_ref=str(model_dir),
                 store_uri=conf.store,
                 s3_endpoint_url=conf.s3_endpoint_url,

@@ -85,7 +85,7 @@ def test_weights_of_another_architecture_are_refused(tmp_path: Path) -> None:
 def test_a_pickled_object_is_not_loaded(tmp_path: Path) -> None:
     path = tmp_path / "evil.pth"
     torch.save({"weights": torch.zeros(1), "code": Path("x")}, path)  # not tensors only
-    with pytest.raises(BackboneError, match="evil.pth: not a readable state dict"):
+    with pytest.raises(BackboneError, match=r"evil\.pth: not a readable state dict"):
         load_efficientnet_lite0(64, resolve_weights(path))
 
 

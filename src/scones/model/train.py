@@ -330,7 +330,7 @@ def fit(
     val_y = torch.from_numpy(data.validation.labels).to(device)
 
     started = time.perf_counter()
-    nets: list[VehicleNet] = []
+    nets: list[torch.nn.Module] = []
     best_epochs: list[int] = []
     history: list[dict[str, float]] = []
     for member in range(config.members):
@@ -456,7 +456,8 @@ def fit_member(
     train_x, train_y = train
     val_x, val_y = validation
 
-    net = VehicleNet(num_classes, config.width).to(device, memory_format=memory_format)
+    net = VehicleNet(num_classes, config.width)
+    net.to(device, memory_format=memory_format)  # type: ignore[call-overload]  # not in stubs
     ema = copy.deepcopy(net) if config.ema_decay > 0 else net
     decay_params = [p for p in net.parameters() if p.ndim > 1]
     other_params = [p for p in net.parameters() if p.ndim <= 1]  # BatchNorm: no weight decay
