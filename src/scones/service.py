@@ -1,4 +1,4 @@
-"""Child processes that `scones up` and `scones demo` start, wait for, and stop together."""
+"""`scones up` and the demo's endpoint: child processes started, supervised and stopped together."""
 
 from __future__ import annotations
 
@@ -11,10 +11,13 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import IO
+from pathlib import Path
+from typing import IO, Protocol
 
 from scones.errors import SconesError
+from scones.workflow.watch import watch_store
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -92,3 +95,89 @@ class ChildProcess:
             self._log.close()
             self._log = None
         return code
+
+
+class Stoppable(Protocol):
+    """What runs in the foreground until signalled: the watcher (``run`` returns after ``stop``)."""
+
+    def run(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+def run_until_signalled(foreground: Stoppable, on_stop: Callable[[], None] | None = None) -> None:
+    """Run ``foreground`` until SIGTERM/SIGINT stops it (and calls ``on_stop`` first)."""
+
+    def _stop(signum: int, frame: object) -> None:
+        if on_stop is not None:
+            on_stop()
+        foreground.stop()
+
+    previous = {sig: signal.signal(sig, _stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        foreground.run()  # returns after stop(), once running executions have finished
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+@dataclass(frozen=True)
+class ServiceOptions:
+    """What `scones up` runs: an endpoint, a dashboard (port 0: none), a watcher."""
+
+    model: str
+    store_uri: str
+    db_path: Path
+    threshold: float
+    host: str = "127.0.0.1"
+    port: int = 8080
+    dashboard_port: int = 8090
+    prefix: str = "incoming/"
+    concurrency: int = 4
+    s3_endpoint_url: str | None = None
+
+
+def service_children(options: ServiceOptions) -> list[ChildProcess]:
+    """The endpoint and (unless its port is 0) the dashboard, as `scones` subprocesses."""
+    host = options.host
+    where = ["--host", host, "--store", options.store_uri]
+    children = [
+        ChildProcess.scones(
+            "endpoint",
+            ["serve", "--model", options.model, "--port", str(options.port), *where],
+            ready_url=f"http://{host}:{options.port}/ping",
+        )
+    ]
+    if options.dashboard_port:
+        children.append(
+            ChildProcess.scones(
+                "dashboard",
+                ["dashboard", "--port", str(options.dashboard_port), *where],
+                ready_url=f"http://{host}:{options.dashboard_port}/",
+            )
+        )
+    return children
+
+
+def run_service(options: ServiceOptions, announce: Callable[[str], None]) -> None:
+    """Start the endpoint and dashboard, then watch the prefix until SIGTERM; stop all."""
+    children = service_children(options)
+    try:
+        for child in children:
+            child.start()
+            announce(f"{child.name}: {child.ready_url}")
+        watcher = watch_store(
+            options.store_uri,
+            options.db_path,
+            prefix=options.prefix,
+            endpoint_url=f"http://{options.host}:{options.port}",
+            threshold=options.threshold,
+            max_concurrency=options.concurrency,
+            poll_seconds=0.5,
+            s3_endpoint_url=options.s3_endpoint_url,
+        )
+        announce(f"watching {watcher.store.uri_for(options.prefix)}")
+        run_until_signalled(watcher)
+    finally:
+        for child in children:
+            child.stop()

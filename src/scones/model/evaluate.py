@@ -18,6 +18,7 @@ from scones.errors import SconesError
 from scones.model.artifact import OnnxClassifier
 from scones.model.dataset import ImageSet, load_split
 from scones.model.preprocess import normalize_hwc_uint8
+from scones.model.registry import resolve_model
 from scones.store import ObjectStore, join_key
 
 RISK_COVERAGE_THRESHOLDS = (
@@ -190,3 +191,20 @@ def evaluate_model(
     metrics["model"] = {"name": card.name, "version": card.version, "path": str(model_dir)}
     metrics["data"] = {"uri": store.uri, "split": split, "fingerprint": images.fingerprint}
     return metrics
+
+
+def evaluate_reference(
+    ref: str,
+    store: ObjectStore,
+    *,
+    registry: ObjectStore,
+    cache_dir: Path,
+    split: str = "test",
+    threshold: float | None = None,
+    target_precision: float = 0.99,
+) -> dict[str, Any]:
+    """Resolve model ``ref`` through ``registry``, then evaluate it on ``split`` of ``store``."""
+    model_dir = resolve_model(ref, store=registry, cache_dir=cache_dir)
+    return evaluate_model(
+        model_dir, store, split=split, threshold=threshold, target_precision=target_precision
+    )

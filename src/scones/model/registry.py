@@ -28,6 +28,7 @@ import tempfile
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from scones.errors import SconesError
 from scones.model.artifact import (
@@ -62,12 +63,25 @@ class RegistryError(SconesError):
 
 @dataclass(frozen=True)
 class ModelVersion:
+    """One registered version: where its artifact is, how big, when, and its aliases."""
+
     name: str
     version: int
     uri: str
     size: int
     registered_at: datetime
     aliases: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready row (`scones models list --json`)."""
+        return {
+            "name": self.name,
+            "version": self.version,
+            "uri": self.uri,
+            "size": self.size,
+            "registered_at": self.registered_at.isoformat(),
+            "aliases": list(self.aliases),
+        }
 
 
 def check_model_name(name: str) -> str:
@@ -114,6 +128,20 @@ def has_registry(store: ObjectStore, name: str) -> bool:
     """Whether ``store`` holds any version or alias of model ``name``."""
     prefix = join_key(MODELS_PREFIX, check_model_name(name)) + "/"
     return next(iter(store.keys(prefix)), None) is not None
+
+
+def registry_store_for(
+    data: ObjectStore | None, configured: ObjectStore, name: str, *, configured_is_explicit: bool
+) -> ObjectStore:
+    """The store whose registry resolves model references when evaluating ``data``.
+
+    A store chosen explicitly always wins. Otherwise the data's own store, when it holds a
+    registry of ``name``: `scones train --store S` registers into S, so evaluating S needs
+    no second ``--store S``. Else the configured store.
+    """
+    if configured_is_explicit or data is None:
+        return configured
+    return data if has_registry(data, name) else configured
 
 
 def list_versions(store: ObjectStore, name: str) -> list[ModelVersion]:

@@ -23,7 +23,7 @@ import subprocess
 import time
 import tomllib
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -179,6 +179,16 @@ def make_config(values: dict[str, Any]) -> TrainConfig:
             for err in exc.errors()
         )
         raise UsageError(f"bad training hyperparameters: {problems}") from None
+
+
+def training_config(config_file: Path | None, overrides: Mapping[str, Any]) -> TrainConfig:
+    """Hyperparameters from ``config_file`` (JSON or TOML), then ``overrides`` on top.
+
+    An override of None means "not given": the file's value, else the default, stays.
+    """
+    values = load_config(config_file) if config_file is not None else {}
+    values.update({key: value for key, value in overrides.items() if value is not None})
+    return make_config(values)
 
 
 def select_device(name: str) -> torch.device:

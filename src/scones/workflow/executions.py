@@ -101,6 +101,92 @@ class ExecutionRecord:
     def finished(self) -> bool:
         return self.status != "RUNNING"
 
+    @property
+    def image_key(self) -> str | None:
+        """The image a single-image execution classifies (None for a Map execution)."""
+        key = self.input.get("s3_key") if isinstance(self.input, dict) else None
+        return key if isinstance(key, str) else None
+
+    @property
+    def map_key_count(self) -> int | None:
+        """How many images a Map execution classifies (None for a single-image one)."""
+        keys = self.input.get("keys") if isinstance(self.input, dict) else None
+        return len(keys) if isinstance(keys, list) else None
+
+    def prediction(self) -> tuple[str | None, float | None]:
+        """The top class and its confidence: from the output, else the last seen in history.
+
+        A low-confidence execution fails, but its history still holds the endpoint's answer.
+        """
+        if self.status == "RUNNING":
+            return None, None
+        if self.status == "SUCCEEDED" and isinstance(self.output, dict):
+            return top_prediction(self.output.get("inferences"), self.output.get("classes"))
+        body = last_inference_body(self.history)
+        return top_prediction(body.get("inferences"), body.get("classes"))
+
+    def to_dict(self, *, detail: bool = False) -> dict[str, Any]:
+        """A JSON-ready row (`executions list --json`); ``detail`` adds input, output, cause."""
+        if detail:  # `executions show`
+            return {
+                "execution_id": self.execution_id,
+                "name": self.name,
+                "state_machine": self.state_machine,
+                "status": self.status,
+                "started_at": self.started_at.isoformat(),
+                "stopped_at": self.stopped_at.isoformat() if self.stopped_at else None,
+                "input": self.input,
+                "output": self.output,
+                "error": self.error,
+                "cause": self.cause,
+                "events": len(self.history),
+            }
+        top_class, confidence = self.prediction()
+        return {
+            "execution_id": self.execution_id,
+            "name": self.name,
+            "state_machine": self.state_machine,
+            "status": self.status,
+            "image": self.image_key,
+            "map_keys": self.map_key_count,
+            "class": top_class,
+            "confidence": confidence,
+            "error": self.error,
+            "started_at": self.started_at.isoformat(),
+            "stopped_at": self.stopped_at.isoformat() if self.stopped_at else None,
+        }
+
+
+def top_prediction(inferences: Any, classes: Any) -> tuple[str | None, float | None]:
+    """The most probable class (its name when ``classes`` has it) and its probability."""
+    if not isinstance(inferences, list) or not inferences:
+        return None, None
+    index = max(range(len(inferences)), key=inferences.__getitem__)
+    if isinstance(classes, list) and index < len(classes):
+        return str(classes[index]), float(inferences[index])
+    return f"class {index}", float(inferences[index])
+
+
+def last_inference_body(history: list[dict]) -> dict[str, Any]:
+    """The latest state input or output in the history with inferences (and class names)."""
+    found: dict[str, Any] = {}
+    for event in reversed(history):
+        for value in event.values():
+            if not isinstance(value, dict):
+                continue
+            for field in ("output", "input"):
+                text = value.get(field)
+                if isinstance(text, str) and '"inferences"' in text:
+                    try:
+                        body = json.loads(text)
+                    except ValueError:
+                        continue
+                    if isinstance(body, dict) and body.get("inferences"):
+                        if body.get("classes"):
+                            return body
+                        found = found or body
+    return found
+
 
 def execution_id_for(state_machine: str, name: str) -> str:
     """The ARN-like id, as Step Functions forms an execution ARN."""

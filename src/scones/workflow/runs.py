@@ -9,11 +9,12 @@ import re
 import urllib.error
 import urllib.request
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from scones.errors import SconesError, UsageError
-from scones.workflow.executions import ExecutionRecord, ExecutionStore
+from scones.errors import ParameterError, SconesError, UsageError
+from scones.workflow.executions import ExecutionRecord, ExecutionStore, top_prediction
 
 DEFAULT_BUCKET = "scones"
 LOW_CONFIDENCE = "ThresholdConfidenceNotMet"
@@ -174,46 +175,14 @@ def lambda_message(cause: str | None) -> str | None:
     return cause
 
 
-def _top(inferences: Any, classes: Any) -> tuple[str | None, float | None]:
-    if not isinstance(inferences, list) or not inferences:
-        return None, None
-    index = max(range(len(inferences)), key=inferences.__getitem__)
-    if isinstance(classes, list) and index < len(classes):
-        return str(classes[index]), float(inferences[index])
-    return f"class {index}", float(inferences[index])
-
-
-def _last_seen_body(history: list[dict]) -> dict[str, Any]:
-    """The latest state input or output in the history with inferences (and class names)."""
-    found: dict[str, Any] = {}
-    for event in reversed(history):
-        for value in event.values():
-            if not isinstance(value, dict):
-                continue
-            for field in ("output", "input"):
-                text = value.get(field)
-                if isinstance(text, str) and '"inferences"' in text:
-                    try:
-                        body = json.loads(text)
-                    except ValueError:
-                        continue
-                    if isinstance(body, dict) and body.get("inferences"):
-                        if body.get("classes"):
-                            return body
-                        found = found or body
-    return found
-
-
 def outcome_of(record: ExecutionRecord) -> ImageOutcome:
     """How one single-image execution ended, for people."""
     key = record.input.get("s3_key", "?") if isinstance(record.input, dict) else "?"
+    top_class, confidence = record.prediction()
     if record.status == "SUCCEEDED" and isinstance(record.output, dict):
-        top_class, confidence = _top(record.output.get("inferences"), record.output.get("classes"))
         return ImageOutcome(key, "ROUTED", top_class, confidence, None, None, record.execution_id)
     if record.status == "RUNNING":
         return ImageOutcome(key, "RUNNING", None, None, None, None, record.execution_id)
-    body = _last_seen_body(record.history)
-    top_class, confidence = _top(body.get("inferences"), body.get("classes"))
     status = "LOW_CONFIDENCE" if record.error == LOW_CONFIDENCE else "FAILED"
     return ImageOutcome(
         key,
@@ -234,7 +203,7 @@ def map_outcomes(
         return []
     outcomes = []
     for result in record.output.get("results") or []:
-        top_class, confidence = _top(result.get("inferences"), class_names)
+        top_class, confidence = top_prediction(result.get("inferences"), class_names)
         outcomes.append(
             ImageOutcome(
                 result.get("s3_key", "?"),
@@ -247,3 +216,86 @@ def map_outcomes(
             )
         )
     return outcomes
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """What `scones run` was asked: which images, where they are, how to classify them."""
+
+    endpoint_url: str
+    threshold: float
+    store_uri: str  # the store the keys (and a --random split) are in
+    db_path: Path
+    keys: list[str] = field(default_factory=list)
+    random_count: int | None = None  # instead of keys: this many random images of ``split``
+    split: str = "test"
+    seed: int | None = None
+    use_map: bool = False  # one Map execution over all keys instead of one execution each
+    bucket: str | None = None  # the bucket the events name; None: DEFAULT_BUCKET
+    bucket_is_store: bool = True  # False: ``bucket`` is a real bucket, not ``store_uri``
+    concurrency: int = 16
+    name: str | None = None
+    s3_endpoint_url: str | None = None
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """Each image's outcome, the true classes of random images, the Map execution if any."""
+
+    outcomes: list[ImageOutcome]
+    true_classes: dict[str, str | None]
+    threshold: float
+    map_execution: ExecutionRecord | None = None
+
+    @property
+    def all_routed(self) -> bool:
+        return all(outcome.routed for outcome in self.outcomes)
+
+
+def run_images(
+    request: RunRequest, announce: Callable[[str], None] | None = None
+) -> RunResult:
+    """Run the workflow locally on the requested images; ``announce`` hears the Map status.
+
+    Raises WorkflowFailedError when the Map execution itself fails (its per-image failures
+    are outcomes, as single executions' are).
+    """
+    from scones.store import open_store
+
+    if bool(request.keys) == (request.random_count is not None):
+        raise ParameterError(
+            "give {keys} (one or more) or {random_count} N", "keys", "random_count"
+        )
+    keys = list(request.keys)
+    true_classes: dict[str, str | None] = {}
+    if request.random_count is not None:
+        store = open_store(request.store_uri, s3_endpoint_url=request.s3_endpoint_url)
+        picked = random_test_keys(
+            store, request.random_count, split=request.split, seed=request.seed
+        )
+        keys = [key for key, _ in picked]
+        true_classes = dict(picked)
+    bucket = request.bucket or DEFAULT_BUCKET
+    configure_local_functions(
+        endpoint_url=request.endpoint_url,
+        threshold=request.threshold,
+        bucket_store=(bucket, request.store_uri) if request.bucket_is_store else None,
+    )
+    check_endpoint(request.endpoint_url)
+    with ExecutionStore(request.db_path) as db:
+        if not request.use_map:
+            records = run_single_executions(
+                db, bucket, keys, concurrency=request.concurrency, name=request.name
+            )
+            outcomes = [outcome_of(record) for record in records]
+            return RunResult(outcomes, true_classes, request.threshold)
+        record = run_map_execution(db, bucket, keys, name=request.name)
+    if announce is not None:
+        announce(f"{record.execution_id}: {record.status}")
+    if record.status != "SUCCEEDED":
+        raise WorkflowFailedError(
+            f"execution {record.execution_id} {record.status}: {record.error}: "
+            f"{lambda_message(record.cause)}"
+        )
+    class_names = endpoint_class_names(request.endpoint_url)
+    return RunResult(map_outcomes(record, class_names), true_classes, request.threshold, record)

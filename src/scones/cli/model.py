@@ -1,0 +1,342 @@
+"""`scones train`, `scones evaluate` and `scones models ...` (scones.model)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from scones.cli.options import ModelNameOption, StoreOption, open_configured_store, settings
+from scones.cli.render import console, out
+
+
+def _print_epoch(progress, task, report) -> None:
+    """One epoch on the progress bar (``*`` marks the checkpoint kept so far)."""
+    marker = " *" if report.best else ""
+    member = f"member {report.member + 1}/{report.members} " if report.members > 1 else ""
+    line = (
+        f"{member}epoch {report.epoch}/{report.epochs} loss {report.train_loss:.3f} "
+        f"val acc {report.val_accuracy:.3f} val loss {report.val_loss:.3f} "
+        f"{report.seconds:.1f}s{marker}"
+    )
+    progress.update(task, advance=1, description=line)
+    if not progress.console.is_terminal:  # logs (CI, containers) get every epoch, not a bar
+        progress.console.print(line, highlight=False)
+
+
+def train(
+    store: StoreOption = None,
+    prefix: Annotated[
+        str, typer.Option("--prefix", help="Key prefix of the staged layout in the store.")
+    ] = "",
+    config_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            help="JSON or TOML file of hyperparameters (the option names below, with "
+            "underscores); flags given here win.",
+        ),
+    ] = None,
+    epochs: Annotated[
+        int | None,
+        typer.Option("--epochs", help="Training epochs of each ensemble member (default 34)."),
+    ] = None,
+    members: Annotated[
+        int | None,
+        typer.Option(
+            "--members", help="Networks in the ensemble, logits averaged in one ONNX graph (3)."
+        ),
+    ] = None,
+    batch_size: Annotated[
+        int | None, typer.Option("--batch-size", help="Images per step (default 64).")
+    ] = None,
+    lr: Annotated[
+        float | None, typer.Option("--lr", help="Peak learning rate, SGD-Nesterov (0.1).")
+    ] = None,
+    weight_decay: Annotated[
+        float | None, typer.Option("--weight-decay", help="L2 weight decay (5e-4).")
+    ] = None,
+    label_smoothing: Annotated[
+        float | None, typer.Option("--label-smoothing", help="Label smoothing (0.2).")
+    ] = None,
+    width: Annotated[
+        int | None, typer.Option("--width", help="Channels of the first stage (24).")
+    ] = None,
+    cutout: Annotated[
+        int | None, typer.Option("--cutout", help="Cutout square side, 0 disables (8).")
+    ] = None,
+    seed: Annotated[
+        int | None, typer.Option("--seed", help="Random seed; a CPU run repeats exactly (0).")
+    ] = None,
+    device: Annotated[
+        str | None, typer.Option("--device", help="auto (CUDA when present), cpu, cuda:N.")
+    ] = None,
+    threads: Annotated[
+        int | None, typer.Option("--threads", help="CPU threads (default: all cores).")
+    ] = None,
+    name: Annotated[
+        str | None,
+        typer.Option("--name", help="Model name in the registry (default SCONES_MODEL_NAME)."),
+    ] = None,
+    promote_it: Annotated[
+        bool, typer.Option("--promote", help="Point the production alias at the new version.")
+    ] = False,
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", help="Also keep the extracted model folder here."),
+    ] = None,
+) -> None:
+    """Train the classifier on a staged layout, then register (and optionally promote) it."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from scones.model.publish import train_and_register
+    from scones.model.registry import DEFAULT_ALIAS
+    from scones.model.train import training_config
+
+    config = training_config(
+        config_file,
+        {
+            "epochs": epochs,
+            "members": members,
+            "batch_size": batch_size,
+            "lr": lr,
+            "weight_decay": weight_decay,
+            "label_smoothing": label_smoothing,
+            "width": width,
+            "cutout": cutout,
+            "seed": seed,
+            "device": device,
+            "threads": threads,
+        },
+    )
+    model_name = name or settings().model_name
+    target = open_configured_store(store)
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=console
+    ) as progress:
+        task = progress.add_task("loading data", total=config.epochs * config.members)
+        published = train_and_register(
+            target,
+            config,
+            name=model_name,
+            prefix=prefix,
+            keep_dir=output,
+            promote_to=DEFAULT_ALIAS if promote_it else None,
+            on_epoch=lambda report: _print_epoch(progress, task, report),
+        )
+    metrics, card, registered = published.metrics, published.card, published.registered
+    out.print(
+        f"registered {model_name} version {registered.version}: {registered.uri}\n"
+        f"validation accuracy {metrics['accuracy']:.4f} (n={metrics['n']}), "
+        f"temperature {card.temperature:.3f}, ECE {metrics['ece']:.4f}, "
+        f"best epoch {card.training['best_epoch']}, "
+        f"{card.training['seconds']:.0f} s on {card.training['device_used']}",
+        highlight=False,
+    )
+    if published.promoted_alias:
+        out.print(
+            f"promoted version {registered.version} to {published.promoted_alias} "
+            f"(was {published.previous_version})"
+        )
+
+
+def _risk_coverage_table(result: dict):
+    from rich.table import Table
+
+    table = Table(title="risk-coverage (top probability >= threshold)")
+    for column in ("threshold", "coverage", "selective accuracy", "images"):
+        table.add_column(column, justify="right")
+    for row in result["risk_coverage"]:
+        accuracy = row["selective_accuracy"]
+        table.add_row(
+            f"{row['threshold']:.2f}",
+            f"{row['coverage']:.3f}",
+            "-" if accuracy is None else f"{accuracy:.4f}",
+            str(row["n_covered"]),
+        )
+    return table
+
+
+def evaluate(
+    model: Annotated[
+        str,
+        typer.Option(
+            "--model",
+            help="Model REF: a version (3), an alias (production), a store URI of a "
+            "model.tar.gz, or a local model.tar.gz or extracted folder.",
+        ),
+    ] = "production",
+    data: Annotated[
+        str | None,
+        typer.Option(
+            "--data",
+            help="Staged layout to evaluate: a folder or store URI/prefix holding <split>.lst "
+            "and the images (default: the store). Without --store, a registry found here "
+            "resolves --model.",
+        ),
+    ] = None,
+    split: Annotated[str, typer.Option("--split", help="Which .lst to evaluate.")] = "test",
+    threshold: Annotated[
+        float | None,
+        typer.Option(
+            "--threshold",
+            help="Report coverage and accuracy at this confidence (default SCONES_THRESHOLD).",
+        ),
+    ] = None,
+    target_precision: Annotated[
+        float,
+        typer.Option(
+            "--target-precision", help="Selective accuracy the recommended threshold must reach."
+        ),
+    ] = 0.99,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="Print one JSON object instead of tables.")
+    ] = False,
+    store: StoreOption = None,
+) -> None:
+    """Evaluate a model on a staged split: accuracy, calibration and risk-coverage."""
+    import json
+
+    from rich.table import Table
+
+    from scones.model.evaluate import evaluate_reference
+    from scones.model.registry import registry_store_for
+    from scones.store import open_store
+
+    conf = settings()
+    configured = open_configured_store(store)
+    data_store = open_store(data, s3_endpoint_url=conf.s3_endpoint_url) if data else configured
+    registry = registry_store_for(
+        data_store if data else None,
+        configured,
+        conf.model_name,
+        configured_is_explicit=store is not None,
+    )
+    result = evaluate_reference(
+        model,
+        data_store,
+        registry=registry,
+        cache_dir=conf.cache_dir,
+        split=split,
+        threshold=conf.threshold if threshold is None else threshold,
+        target_precision=target_precision,
+    )
+    if json_output:
+        typer.echo(json.dumps(result))
+        return
+    out.print(
+        f"{result['model']['name']} v{result['model']['version']} on {split} of "
+        f"{data_store.uri}: accuracy {result['accuracy']:.4f} (n={result['n']}), "
+        f"log loss {result['log_loss']:.4f}, ECE {result['ece']:.4f}",
+        highlight=False,
+    )
+    per_class = Table(title="per class")
+    for column in ("class", "precision", "recall", "support"):
+        per_class.add_column(column, justify="right")
+    for class_name, row in result["per_class"].items():
+        per_class.add_row(
+            class_name,
+            "-" if row["precision"] is None else f"{row['precision']:.4f}",
+            "-" if row["recall"] is None else f"{row['recall']:.4f}",
+            str(row["support"]),
+        )
+    out.print(per_class)
+    confusion = Table(title="confusion matrix (rows: true, columns: predicted)")
+    confusion.add_column("")
+    for class_name in result["class_names"]:
+        confusion.add_column(class_name, justify="right")
+    for class_name, row in zip(result["class_names"], result["confusion_matrix"], strict=True):
+        confusion.add_row(class_name, *(str(v) for v in row))
+    out.print(confusion)
+    out.print(_risk_coverage_table(result))
+    at = result.get("at_threshold")
+    if at:
+        accuracy = at["selective_accuracy"]
+        out.print(
+            f"at threshold {at['threshold']:.2f}: coverage {at['coverage']:.3f}, selective "
+            f"accuracy {'-' if accuracy is None else f'{accuracy:.4f}'}",
+            highlight=False,
+        )
+    recommended = result["recommended_threshold"]
+    out.print(
+        f"recommended threshold for {target_precision:.2%} selective accuracy: "
+        + (
+            "none reaches it"
+            if recommended is None
+            else f"{recommended:.4f} (coverage {result['coverage_at_recommended']:.3f})"
+        ),
+        highlight=False,
+    )
+
+
+models_app = typer.Typer(
+    help="The model registry in the store: list versions, show one, promote one.",
+    no_args_is_help=True,
+)
+
+
+@models_app.command("list")
+def models_list(
+    name: ModelNameOption = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Print JSON Lines.")] = False,
+    store: StoreOption = None,
+) -> None:
+    """List the registered versions of a model, with their aliases."""
+    import json
+
+    from rich.table import Table
+
+    from scones.model.registry import list_versions
+
+    model_name = name or settings().model_name
+    versions = list_versions(open_configured_store(store), model_name)
+    if json_output:
+        for version in versions:
+            typer.echo(json.dumps(version.to_dict()))
+        return
+    table = Table(title=f"model {model_name}")
+    for column in ("version", "aliases", "registered", "size", "uri"):
+        table.add_column(column)
+    for v in versions:
+        table.add_row(
+            str(v.version),
+            ",".join(v.aliases),
+            v.registered_at.isoformat(timespec="seconds"),
+            f"{v.size / 1e6:.1f} MB",
+            v.uri,
+        )
+    out.print(table)
+
+
+@models_app.command("show")
+def models_show(
+    ref: Annotated[
+        str, typer.Argument(help="Model REF: version, alias, store URI or local path.")
+    ] = "production",
+    name: ModelNameOption = None,
+    store: StoreOption = None,
+) -> None:
+    """Print a model's model.json (classes, preprocessing, temperature, metrics, ...)."""
+    from scones.model.registry import describe, resolve_model
+
+    model_dir = resolve_model(
+        ref, store=open_configured_store(store), cache_dir=settings().cache_dir, name=name
+    )
+    card = describe(model_dir)
+    typer.echo(card.model_dump_json(indent=2))
+
+
+@models_app.command("promote")
+def models_promote(
+    version: Annotated[int, typer.Argument(help="The version to promote.")],
+    alias: Annotated[str, typer.Option("--alias", help="Alias to point at it.")] = "production",
+    name: ModelNameOption = None,
+    store: StoreOption = None,
+) -> None:
+    """Point an alias (production by default) at a registered version."""
+    from scones.model.registry import promote
+
+    model_name = name or settings().model_name
+    previous = promote(open_configured_store(store), model_name, version, alias)
+    out.print(f"{model_name}: {alias} -> version {version} (was {previous})", highlight=False)
