@@ -61,7 +61,8 @@ def demo(
     table.add_row("test accuracy", f"{summary.test_accuracy:.3f} on {summary.test_images} images")
     table.add_row(
         "executions",
-        f"{summary.passed} passed, {summary.failed} failed (threshold {conf.threshold})",
+        f"{summary.passed} passed, {summary.failed} failed (threshold "
+        f"{conf.threshold if summary.threshold is None else summary.threshold:g})",
     )
     table.add_row("failed images", str(summary.failed_images_dir))
     table.add_row(

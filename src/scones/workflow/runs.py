@@ -252,9 +252,7 @@ class RunResult:
         return all(outcome.routed for outcome in self.outcomes)
 
 
-def run_images(
-    request: RunRequest, announce: Callable[[str], None] | None = None
-) -> RunResult:
+def run_images(request: RunRequest, announce: Callable[[str], None] | None = None) -> RunResult:
     """Run the workflow locally on the requested images; ``announce`` hears the Map status.
 
     Raises WorkflowFailedError when the Map execution itself fails (its per-image failures
