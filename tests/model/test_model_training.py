@@ -299,7 +299,9 @@ def test_cli_train_single_class_fails_with_one_line(tmp_path: Path, shared_vehic
 def test_cli_train_registers_and_promotes(tmp_path: Path, shared_vehicles: Path) -> None:
     root = staged_shared(tmp_path / "s", shared_vehicles, train=8, validation=3)
     config = tmp_path / "c.json"
-    config.write_text(json.dumps({"width": 4, "batch_size": 8, "device": "cpu"}))
+    config.write_text(
+        json.dumps({"backbone": "scratch", "width": 4, "batch_size": 8, "device": "cpu"})
+    )
     result = run_cli(
         "train", "--store", str(root), "--epochs", "1", "--config", str(config), "--promote"
     )

