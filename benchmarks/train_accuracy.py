@@ -204,6 +204,7 @@ def main() -> int:
         help="also train this configuration (TrainConfig overrides) on the same folds",
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--save", type=Path, help="also write the full report (JSON) here")
     args = parser.parse_args()
     folds = [int(f) for f in args.folds.split(",")]
     configs = {k: v for k, v in CONFIGS.items() if not (args.no_scratch and k == "scratch")}
@@ -231,6 +232,8 @@ def main() -> int:
         print(f"{name}: {json.dumps(values)}", file=sys.stderr)
         runs = run_folds(args.source, folds, {**common, **values})
         report["configs"][name] = {"overrides": values, "summary": summary(runs), "runs": runs}
+    if args.save:
+        args.save.write_text(json.dumps(report))
     if args.json:
         for entry in report["configs"].values():
             for run in entry["runs"]:
