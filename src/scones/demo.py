@@ -27,6 +27,7 @@ from scones.store import ObjectStore, open_store
 DEMO_BUCKET = "scones"
 OOD_PREFIX = "demo/out-of-distribution/"
 FAST_EPOCHS = 4  # per ensemble member
+FAST_MEMBERS = 1  # --fast: one network (or one tuned tail) instead of the ensemble
 
 
 @dataclass
@@ -171,6 +172,8 @@ def _stage_and_train(
     values: dict[str, Any] = {"seed": options.seed}
     if epochs:
         values["epochs"] = epochs
+    if options.fast:
+        values["members"] = FAST_MEMBERS
     config = make_config(values)
     model_dir = conf.home / "demo-model"
     with stages.stage("train", total=config.epochs * config.members) as step:

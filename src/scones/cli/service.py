@@ -20,7 +20,10 @@ def demo(
             "staged folder such as ../shared/data/cifar100-vehicles. Default: SCONES_SOURCE."
         ),
     ] = None,
-    fast: Annotated[bool, typer.Option("--fast", help="Train for a few epochs only.")] = False,
+    fast: Annotated[
+        bool,
+        typer.Option("--fast", help="Train for a few epochs, one network instead of the ensemble."),
+    ] = False,
     epochs: Annotated[
         int | None, typer.Option(help="Training epochs (overrides the default and --fast).")
     ] = None,
