@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 TORCH_SPEC ?= torch==2.13.0
 PYTEST_ARGS ?=
 
-.PHONY: demo test bench lint fmt browser clean
+.PHONY: demo test bench lint fmt browser graphviz clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,13 +17,17 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[all]"
 	touch $(STAMP)
 
-demo: $(STAMP)
+demo: $(STAMP) graphviz
 	$(BIN)/scones demo
 
 browser:
 	sh scripts/ensure-chromium.sh
 
-test: $(STAMP) browser
+# Graphviz `dot` draws the workflow console's state machine graphs.
+graphviz:
+	sh scripts/ensure-graphviz.sh
+
+test: $(STAMP) browser graphviz
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: $(STAMP)

@@ -124,8 +124,9 @@ def baseline_parse(root: Path) -> float:
 
 def write_model(folder: Path) -> Path:
     """A model folder with model.json and a baseline.json (the monitor needs no ONNX)."""
+    from scones.images import image_statistics
     from scones.model.artifact import ModelCard
-    from scones.model.image_stats import CONFIDENCE_BIN_EDGES, image_statistics
+    from scones.model.baseline import CONFIDENCE_BIN_EDGES
 
     folder.mkdir(parents=True, exist_ok=True)
     card = ModelCard(name="bench", version=1, class_names=["bicycle", "motorcycle"])

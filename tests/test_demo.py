@@ -52,6 +52,13 @@ def test_demo_fast_runs_every_stage_and_reports_consistent_numbers(
     summary = json.loads((report / "summary.json").read_text())
     assert summary["records"]["total"] == len(records)
     assert summary["records"]["under_threshold"] == len(failed)
+    # ... named by its registered version, against a baseline of held-out images, and its
+    # own in-distribution traffic raises no drift alarm
+    assert summary["model"]["label"] == "vehicle-classifier v1"
+    assert summary["model"]["baseline_split"] == "test"
+    assert summary["drift"]["status"] == "ok", summary["drift"]
+    violations = json.loads((report / "constraint_violations.json").read_text())
+    assert violations == {"violations": []}
 
     # the model was registered and promoted
     aliases = json.loads(

@@ -114,7 +114,7 @@ def run_demo(options: DemoOptions, conf: Settings, console: Console) -> DemoSumm
     )
     with progress:
         stages = _Stages(progress, summary)
-        model_dir = _stage_and_train(options, conf, store, stages, summary)
+        _stage_and_train(options, conf, store, stages, summary)
 
         port = free_port()
         endpoint_url = f"http://127.0.0.1:{port}"
@@ -143,7 +143,8 @@ def run_demo(options: DemoOptions, conf: Settings, console: Console) -> DemoSumm
         finally:
             with stages.stage("stop endpoint"):
                 endpoint.stop()
-        _monitor(conf, model_dir, stages, summary)
+        # The registered version the endpoint served, so the report names it (not a folder).
+        _monitor(conf, str(summary.model_version), stages, summary)
     return summary
 
 
@@ -243,22 +244,23 @@ def _run_workflow(
     summary.failed_images_dir = failed_dir
 
 
-def _monitor(conf: Settings, model_dir: Path, stages: _Stages, summary: DemoSummary) -> None:
-    from scones.monitor.runner import MonitorOptions, run_monitor
+def _monitor(conf: Settings, model_ref: str, stages: _Stages, summary: DemoSummary) -> None:
+    from scones.monitor.report import monitor_report
+    from scones.monitor.runner import MonitorOptions
 
     report_dir = conf.home / "report"
     with stages.stage("monitoring report") as step:
-        result = run_monitor(
+        result = monitor_report(
             MonitorOptions(
                 capture_uri=conf.capture_uri,
                 endpoint_name=conf.endpoint_name,
-                out_dir=report_dir,
                 threshold=conf.threshold if summary.threshold is None else summary.threshold,
-                model_ref=str(model_dir),
+                model_ref=model_ref,
                 store_uri=conf.store,
                 s3_endpoint_url=conf.s3_endpoint_url,
                 cache_dir=conf.cache_dir,
-            )
+            ),
+            report_dir,
         )
         summary.drift_violations = len(result.violations.get("violations", []))
         summary.report_dir = report_dir

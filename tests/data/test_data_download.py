@@ -212,7 +212,7 @@ def test_cached_copy_that_no_longer_verifies_is_fetched_again(
 
 
 def test_other_urls_need_an_md5(server: ArchiveServer, tmp_path: Path) -> None:
-    with pytest.raises(DataError, match="--md5 is required"):
+    with pytest.raises(DataError, match=r"^md5 is required"):
         stage(
             server.url,
             make_store("local", tmp_path),

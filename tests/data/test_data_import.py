@@ -97,16 +97,20 @@ def test_import_on_both_backends_and_reimport_keeps_the_test_split(
     info = read_dataset_info(again)
     assert info["source"]["uri"] == target.uri
     assert info["source"]["origin"]["kind"] == "staged"
-    for key in again.keys(""):
-        if key.endswith(".png"):
-            assert again.get(key) == target.get(key)
+    copied = [key for key in again.keys("") if key.endswith(".png")]
+    assert len(copied) == len(pool) + len(read_lst(again, "test"))  # every image, no loop on []
+    for key in copied:
+        assert again.get(key) == target.get(key)
 
 
 def test_rgb_sources_are_kept_pixel_exact(shared_vehicles: Path, tmp_path: Path) -> None:
     folder = small_staged_folder(shared_vehicles, tmp_path / "rgb", per_class=6, rgb=True)
     store = make_store("local", tmp_path)
     run_stage(folder, store, tmp_path)
-    for key in store.keys("train/"):
+    keys = list(store.keys("train/"))
+    # train/ holds the train and validation images: the loop below checks every one of them.
+    assert len(keys) == len(read_lst(store, "train")) + len(read_lst(store, "validation")) > 0
+    for key in keys:
         source = rgb_pixels(folder / "train" / key.split("/", 1)[1])
         np.testing.assert_array_equal(rgb_pixels(store.get(key)), source)
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -12,7 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 class Reply:
     status: int = 200
     body: bytes = b"[0.97, 0.03]"
-    delay_s: float = 0.0
+    hold: bool = False  # answer only once the test is over: a client timeout must fire first
     content_type: str = "application/json"
 
 
@@ -24,6 +23,7 @@ class ScriptedEndpoint:
     info: bytes | None = None
     requests: list[tuple[str, str, dict[str, str], bytes]] = field(default_factory=list)
     server: ThreadingHTTPServer | None = None
+    released: threading.Event = field(default_factory=threading.Event)
 
     @property
     def url(self) -> str:
@@ -40,8 +40,8 @@ class ScriptedEndpoint:
                 pass
 
             def _answer(self, reply: Reply) -> None:
-                if reply.delay_s:
-                    time.sleep(reply.delay_s)
+                if reply.hold:
+                    script.released.wait(60)  # the bound only ends a forgotten hold
                 self.send_response(reply.status)
                 self.send_header("Content-Type", reply.content_type)
                 self.send_header("Content-Length", str(len(reply.body)))
@@ -71,6 +71,7 @@ class ScriptedEndpoint:
 
     def __exit__(self, *exc_info: object) -> None:
         assert self.server is not None
+        self.released.set()
         self.server.shutdown()
         self.server.server_close()
 

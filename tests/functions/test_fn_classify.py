@@ -104,7 +104,7 @@ def test_4xx_is_a_request_error_with_the_endpoint_message(scripted, status: int)
 
 
 def test_a_slow_endpoint_times_out_as_transient(scripted, monkeypatch) -> None:
-    scripted(Reply(200, b"[0.5, 0.5]", delay_s=1.0))
+    scripted(Reply(200, b"[0.5, 0.5]", hold=True))
     monkeypatch.setenv("ENDPOINT_TIMEOUT_SECONDS", "0.2")
     monkeypatch.setenv("CLASS_NAMES", "a,b")
     with pytest.raises(EndpointTransientError, match=r"did not answer within 0\.2 s"):

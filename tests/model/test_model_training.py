@@ -14,6 +14,7 @@ from model_helpers import shared_sample, staged_shared, write_layout
 
 from scones.data.layout import LayoutError
 from scones.errors import UsageError
+from scones.images import IMAGE_STAT_NAMES
 from scones.model.artifact import (
     BASELINE_JSON,
     MODEL_JSON,
@@ -26,7 +27,7 @@ from scones.model.artifact import (
     read_baseline,
     read_card,
 )
-from scones.model.image_stats import CONFIDENCE_BIN_EDGES, IMAGE_STAT_NAMES
+from scones.model.baseline import CONFIDENCE_BIN_EDGES
 from scones.model.net import VehicleNet, count_macs, count_parameters
 from scones.model.preprocess import Preprocessing, preprocess_batch
 from scones.model.train import (
@@ -91,6 +92,34 @@ def test_artifact_is_self_describing(trained) -> None:
     assert card.architecture["parameters"] == count_parameters(VehicleNet(2, TINY["width"]))
 
 
+def test_without_a_test_split_the_baseline_is_validation_and_says_so(
+    trained, shared_vehicles: Path, tmp_path: Path
+) -> None:
+    import shutil
+
+    from scones.model.baseline import write_baseline
+    from scones.model.dataset import load_split
+
+    layout = write_layout(
+        tmp_path / "layout",
+        {
+            "train": shared_sample(shared_vehicles, 4),
+            "validation": shared_sample(shared_vehicles, 5, skip=4),
+        },
+    )
+    store = open_store(str(layout))
+    prep = Preprocessing()
+    validation = load_split(store, "validation", prep=prep, num_classes=2, with_statistics=True)
+    model_dir = Path(shutil.copytree(trained.model_dir, tmp_path / "model"))
+    write_baseline(
+        model_dir, store, class_names=["bicycle", "motorcycle"], prep=prep, validation=validation
+    )
+    baseline = read_baseline(model_dir)
+    assert baseline is not None
+    assert baseline["split"] == "validation" and baseline["selection_saw_it"] is True
+    assert baseline["n"] == 10 and len(baseline["image_stats"]["brightness"]) == 10
+
+
 def test_artifact_round_trips_through_tar(trained, tmp_path: Path) -> None:
     archive = pack_artifact(trained.model_dir, tmp_path / "model.tar.gz")
     extracted = extract_artifact(archive, tmp_path / "x")
@@ -137,8 +166,11 @@ def test_onnx_export_matches_pytorch_for_any_batch_size(tmp_path: Path) -> None:
 def test_baseline_follows_the_contract(trained) -> None:
     baseline = read_baseline(trained.model_dir)
     assert baseline is not None
-    assert baseline["format_version"] == 1 and baseline["split"] == "validation"
+    # The test split: neither checkpoint selection nor calibration looked at it.
+    assert baseline["format_version"] == 1 and baseline["split"] == "test"
+    assert baseline["selection_saw_it"] is False
     assert baseline["n"] == 12 and baseline["class_names"] == ["bicycle", "motorcycle"]
+    assert sum(baseline["class_counts"].values()) == 12
     assert baseline["label_mix"] == {"bicycle": 0.5, "motorcycle": 0.5}
     assert sum(baseline["class_mix"].values()) == pytest.approx(1.0)
     assert baseline["confidence_bin_edges"] == list(CONFIDENCE_BIN_EDGES)

@@ -13,8 +13,9 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from scones.images import image_statistics
 from scones.model.artifact import BASELINE_JSON
-from scones.model.image_stats import CONFIDENCE_BIN_EDGES, confidence_histogram, image_statistics
+from scones.model.baseline import CONFIDENCE_BIN_EDGES, confidence_histogram
 
 ENDPOINT = "scones-endpoint"
 VARIANT = "AllTraffic"

@@ -18,7 +18,7 @@ import pytest
 from monitor_helpers import T0, capture_record, minutes, write_capture_file
 
 from conftest import free_port, solid_png
-from scones.monitor.dashboard import DashboardConfig, create_app
+from scones.dashboard.app import DashboardConfig, create_app
 from scones.monitor.runner import MonitorOptions
 
 SCONES = str(Path(sys.executable).with_name("scones"))
@@ -131,7 +131,7 @@ def test_bad_dashboard_flags_fail_with_one_line(tmp_path, args, message):
 
 
 def test_window_limits_the_traffic(tmp_path):
-    from scones.monitor.dashboard import DashboardState
+    from scones.dashboard.app import DashboardState
 
     capture = tmp_path / "capture"
     now = datetime.now(UTC)

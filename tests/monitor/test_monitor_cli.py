@@ -117,6 +117,21 @@ def test_shifted_images_are_flagged_with_exit_code_3(tmp_path, baseline_model):
         for v in json.loads((out / "constraint_violations.json").read_text())["violations"]
     }
     assert "predicted_class_mix" not in names and "image_brightness" in names
+    # A stricter significance level: the class mix shift is real but not that sure.
+    stricter = run(
+        "--capture-uri",
+        str(capture),
+        "--model",
+        str(baseline_model),
+        "--out",
+        str(out),
+        "--chi2-p-value",
+        "1e-300",
+    )
+    assert stricter.exit_code == 3
+    summary = json.loads((out / "summary.json").read_text())
+    (mix,) = [c for c in summary["drift"]["checks"] if c["feature_name"] == "predicted_class_mix"]
+    assert mix["value"] > 0.2 and mix["p_value"] > 1e-300 and not mix["violated"]
 
 
 def test_empty_prefix_gives_a_clear_message_and_an_empty_report(tmp_path, baseline_model):
@@ -244,6 +259,8 @@ def test_capture_on_s3(s3_bucket, tmp_path, baseline_model):
         (["--since", "last tuesday"], "--since 'last tuesday' is not a time"),
         (["--since", "2026-11-27", "--until", "2026-11-26"], "is after --until"),
         (["--threshold", "1.5"], "--threshold 1.5 is outside 0..1"),
+        (["--chi2-p-value", "0"], "--chi2-p-value 0.0 is outside 0..1"),
+        (["--ks-p-value", "2"], "--ks-p-value 2.0 is outside 0..1"),
         (["--model", "/no/such/model"], "--model '/no/such/model' cannot be used"),
         (["--capture-uri", "ftp://host/x"], "unsupported store URI scheme 'ftp'"),
         (["--workers", "0"], "--workers 0 must be at least 1"),
@@ -279,3 +296,28 @@ def test_an_out_path_that_is_a_file_is_refused(tmp_path):
     assert result.returncode == 1
     assert "cannot be used as a folder" in result.stderr and "Traceback" not in result.stderr
     assert blocker.read_text() == "keep me"
+
+
+def test_the_report_names_the_model_version_never_vnone(tmp_path, baseline_model):
+    from conftest import build_tiny_model
+    from scones.model.registry import register
+    from scones.store import open_store
+
+    store_dir = tmp_path / "store"
+    version = register(open_store(str(store_dir)), baseline_model, "tiny").version
+    baseline = json.loads((baseline_model / "baseline.json").read_text())
+    bare = build_tiny_model(tmp_path / "bare", version=None)  # trained, never registered
+    unregistered_model = model_with_baseline(bare, tmp_path / "unregistered-model", baseline)
+    capture = tmp_path / "capture"
+    normal_traffic(capture, 40)
+    registered, unregistered = tmp_path / "registered", tmp_path / "unregistered"
+    args = ["--capture-uri", str(capture), "--store", str(store_dir)]
+    assert run(*args, "--model", f"tiny:{version}", "--out", str(registered)).exit_code == 0
+    assert run(*args, "--model", str(unregistered_model), "--out", str(unregistered)).exit_code == 0
+    summary = json.loads((registered / "summary.json").read_text())
+    assert summary["model"]["version"] == version
+    assert summary["model"]["label"] == f"tiny v{version}"
+    assert f"<td>tiny v{version}</td>" in (registered / "report.html").read_text()
+    html = (unregistered / "report.html").read_text()
+    assert "vNone<" not in html  # (the base64 charts may spell anything)
+    assert f"<td>tiny (unregistered: {unregistered_model.resolve()})</td>" in html

@@ -9,17 +9,18 @@ import pytest
 from monitor_helpers import T0, capture_record, minutes, varied_pngs, write_capture_file
 
 from conftest import noise_png, solid_png
-from scones.model.image_stats import confidence_histogram
+from scones.model.baseline import confidence_histogram
+from scones.monitor.aggregate import MonitorConfig, TrafficAggregator
 from scones.monitor.capture_reader import ReadCounters, iter_capture_records, list_capture_files
-from scones.monitor.stats import (
+from scones.monitor.drift import (
+    BaselineProblem,
+    DriftReport,
     DriftThresholds,
-    MonitorConfig,
-    Reservoir,
-    TrafficAggregator,
-    constraint_violations,
     evaluate_drift,
+    parse_baseline,
     population_stability_index,
 )
+from scones.monitor.sampling import Reservoir
 from scones.store import open_store
 
 
@@ -29,6 +30,11 @@ def aggregate(root, config=MonitorConfig(class_names=("bicycle", "motorcycle")))
     return TrafficAggregator(config).add_all(
         iter_capture_records(store, files, counters=ReadCounters())
     )
+
+
+def drift_of(aggregator, baseline, thresholds, **kwargs) -> DriftReport:
+    parsed = parse_baseline(baseline) if baseline is not None else None
+    return evaluate_drift(aggregator.live_traffic(), parsed, thresholds, **kwargs)
 
 
 def test_psi_matches_the_formula_and_floors_empty_bins():
@@ -110,9 +116,9 @@ def test_same_distribution_is_within_bounds_and_shifted_images_violate(tmp_path)
             for i, img in enumerate(varied_pngs(120, seed=2))
         ],
     )
-    drift = evaluate_drift(aggregate(same), baseline, DriftThresholds())
-    assert drift["status"] == "ok", drift
-    assert constraint_violations(drift) == {"violations": []}
+    drift = drift_of(aggregate(same), baseline, DriftThresholds())
+    assert drift.status == "ok", drift
+    assert drift.constraint_violations() == {"violations": []}
 
     shifted = tmp_path / "shifted"
     write_capture_file(
@@ -122,12 +128,12 @@ def test_same_distribution_is_within_bounds_and_shifted_images_violate(tmp_path)
             for i, img in enumerate(varied_pngs(120, seed=3, brightness=70, size=48))
         ],
     )
-    drift = evaluate_drift(aggregate(shifted), baseline, DriftThresholds())
-    assert drift["status"] == "violations"
-    violated = {v["feature_name"] for v in constraint_violations(drift)["violations"]}
+    drift = drift_of(aggregate(shifted), baseline, DriftThresholds())
+    assert drift.status == "violations"
+    violated = {v["feature_name"] for v in drift.constraint_violations()["violations"]}
     assert {"predicted_class_mix", "image_brightness", "image_width", "image_height"} <= violated
     assert "top_confidence_histogram" not in violated
-    for violation in constraint_violations(drift)["violations"]:
+    for violation in drift.constraint_violations()["violations"]:
         assert set(violation) == {"feature_name", "constraint_check_type", "description"}
         assert violation["constraint_check_type"] == "baseline_drift_check"
 
@@ -142,19 +148,21 @@ def test_thresholds_are_configurable(tmp_path):
         ],
     )
     aggregator = aggregate(tmp_path)
-    strict = evaluate_drift(aggregator, baseline, DriftThresholds())
-    lenient = evaluate_drift(aggregator, baseline, DriftThresholds(psi=100.0))
-    assert "predicted_class_mix" in {c["feature_name"] for c in strict["checks"] if c["violated"]}
-    assert lenient["status"] == "ok"
-    few = evaluate_drift(aggregator, baseline, DriftThresholds(min_records=1000))
-    assert few["status"] == "skipped"
-    assert "fewer than --min-records 1000" in few["skipped_reason"]
-    share = evaluate_drift(aggregator, None, DriftThresholds(max_under_threshold_share=0.0))
-    assert share["violations"] == 0  # nothing under 0.93
+    strict = drift_of(aggregator, baseline, DriftThresholds())
+    lenient = drift_of(aggregator, baseline, DriftThresholds(psi=100.0))
+    assert "predicted_class_mix" in {c.feature_name for c in strict.violated}
+    assert lenient.status == "ok"
+    unsure = drift_of(aggregator, baseline, DriftThresholds(chi2_p_value=1e-30))
+    assert "predicted_class_mix" not in {c.feature_name for c in unsure.violated}
+    few = drift_of(aggregator, baseline, DriftThresholds(min_records=1000))
+    assert few.status == "skipped"
+    assert "fewer than --min-records 1000" in (few.skipped_reason or "")
+    share = drift_of(aggregator, None, DriftThresholds(max_under_threshold_share=0.0))
+    assert share.as_dict()["violations"] == 0  # nothing under 0.93
     strict_threshold = aggregate(tmp_path, MonitorConfig(threshold=0.99))
-    share = evaluate_drift(strict_threshold, None, DriftThresholds(max_under_threshold_share=0.5))
-    assert share["status"] == "violations"
-    (violation,) = constraint_violations(share)["violations"]
+    share = drift_of(strict_threshold, None, DriftThresholds(max_under_threshold_share=0.5))
+    assert share.status == "violations"
+    (violation,) = share.constraint_violations()["violations"]
     assert violation["feature_name"] == "under_threshold_share"
     assert violation["constraint_check_type"] == "confidence_threshold_check"
 
@@ -162,15 +170,15 @@ def test_thresholds_are_configurable(tmp_path):
 def test_missing_or_malformed_baseline_skips_drift_and_says_why(tmp_path):
     write_capture_file(tmp_path, [capture_record(noise_png(0), [0.5, 0.5], T0)])
     aggregator = aggregate(tmp_path)
-    skipped = evaluate_drift(aggregator, None, DriftThresholds(), skipped_reason="no baseline.json")
-    assert skipped["status"] == "skipped" and skipped["skipped_reason"] == "no baseline.json"
-    broken = evaluate_drift(
-        aggregator,
-        {"class_names": ["a", "b"], "class_mix": {}, "confidence_histogram": [1, 2]},
-        DriftThresholds(),
-    )
-    assert broken["status"] == "skipped"
-    assert "confidence_histogram must have 20 bins" in broken["skipped_reason"]
+    skipped = drift_of(aggregator, None, DriftThresholds(), skipped_reason="no baseline.json")
+    assert skipped.status == "skipped" and skipped.skipped_reason == "no baseline.json"
+    with pytest.raises(BaselineProblem, match="confidence_histogram must have 20 bins"):
+        parse_baseline({"class_names": ["a", "b"], "class_mix": {}, "confidence_histogram": [1]})
+    with pytest.raises(BaselineProblem, match="class_names is missing"):
+        parse_baseline({"class_mix": {}})
+    empty = {"class_names": ["a", "b"], "class_mix": {}, "confidence_histogram": [0] * 20}
+    with pytest.raises(BaselineProblem, match="must count some records"):
+        parse_baseline(empty)
 
 
 def test_parallel_workers_give_the_same_numbers_as_one_process(tmp_path):

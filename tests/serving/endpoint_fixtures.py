@@ -17,7 +17,11 @@ import pytest
 
 from conftest import free_port
 from scones.serving.app import EndpointState, create_app
+from scones.serving.batcher import BatchClock
 from scones.serving.config import ServeConfig
+
+# How long uvicorn may take to bind and start: a bound on a hang, not a speed goal.
+START_TIMEOUT_S = 60.0
 
 
 @dataclass
@@ -46,13 +50,13 @@ def wait_for_ping(url: str, timeout_s: float = 30.0) -> None:
 
 
 def start_endpoint(
-    config: ServeConfig, *, wait: bool = True
+    config: ServeConfig, *, wait: bool = True, batch_clock: BatchClock | None = None
 ) -> tuple[RunningEndpoint, Callable[[], None]]:
     """Run the app on real uvicorn in a thread; returns the endpoint and its stop function."""
     import uvicorn
 
     port = free_port()
-    app = create_app(config)
+    app = create_app(config, batch_clock=batch_clock)
     server = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
     )
@@ -65,14 +69,18 @@ def start_endpoint(
         thread.join(timeout=30)
         assert not thread.is_alive(), "the server did not stop"
 
-    while not server.started and thread.is_alive():
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while not server.started and thread.is_alive() and time.monotonic() < deadline:
         time.sleep(0.01)
-    if wait:
-        try:
+    try:
+        if not server.started:
+            why = "exited" if not thread.is_alive() else f"not up after {START_TIMEOUT_S:.0f} s"
+            raise AssertionError(f"uvicorn on {url} {why}")
+        if wait:
             wait_for_ping(url)
-        except AssertionError:
-            stop()
-            raise
+    except AssertionError:
+        stop()
+        raise
 
     capture = Path(config.capture_uri) if config.capture_uri else None
     return RunningEndpoint(url, app.state.endpoint, capture), stop
@@ -83,14 +91,19 @@ def make_endpoint_fixture(tmp_path: Path) -> Iterator[Callable[..., RunningEndpo
     """Start endpoints with ServeConfig overrides; all stop at teardown."""
     stops: list[Callable[[], None]] = []
 
-    def make(model_dir: Path, **overrides: object) -> RunningEndpoint:
+    def make(
+        model_dir: Path, *, batch_clock: BatchClock | None = None, **overrides: object
+    ) -> RunningEndpoint:
         values: dict[str, object] = {
             "model_dir": model_dir,
             "capture_uri": str(tmp_path / f"capture-{len(stops)}"),
             "max_batch_delay_ms": 2.0,
         }
         values.update(overrides)
-        endpoint, stop = start_endpoint(ServeConfig(**values))  # type: ignore[arg-type]
+        endpoint, stop = start_endpoint(
+            ServeConfig(**values),  # type: ignore[arg-type]
+            batch_clock=batch_clock,
+        )
         endpoint.stop = stop  # type: ignore[method-assign]
         stops.append(stop)
         return endpoint

@@ -7,6 +7,8 @@ import io
 import json
 import socket
 import struct
+import urllib.error
+import urllib.request
 import zlib
 from collections.abc import Iterator
 
@@ -16,6 +18,7 @@ from endpoint_fixtures import endpoint_fixture, make_endpoint_fixture  # noqa: F
 from PIL import Image
 
 from conftest import noise_png, solid_png
+from scones.serving import app as app_module
 
 RED = (200, 30, 30)
 SIX_MB = 6 * 1024 * 1024
@@ -147,8 +150,8 @@ CORPUS = [
     ),
     ("40 MP + 1 pixel", http_post(png_with_declared_size(40_000_001, 1)), 413, "image_too_large"),
     (
-        "body over 6 MB (Content-Length)",
-        raw(post_head(length=SIX_MB + 1)),
+        "body over 6 MB (Content-Length, Expect: 100-continue: no body sent)",
+        raw(post_head(length=SIX_MB + 1, extra="Expect: 100-continue")),
         413,
         "payload_too_large",
     ),
@@ -244,3 +247,65 @@ def test_bad_input_metrics_count_4xx_not_5xx(endpoint, status_path):
     text = httpx.get(f"{endpoint.url}/metrics").text
     assert f'path="{status_path}",status="400"}} 3.0' in text
     assert 'status="5' not in text
+
+
+OVER_LIMIT = b"\x89PNG" + b"\x00" * (SIX_MB + 1024 * 1024)  # 7 MB: a phone photo, say
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "status", "code", "in_message"),
+    [
+        (OVER_LIMIT, "image/png", 413, "payload_too_large", str(SIX_MB)),
+        (OVER_LIMIT[:SIX_MB], "text/plain", 415, "unsupported_media_type", "text/plain"),
+    ],
+    ids=["over the limit", "refused content type"],
+)
+def test_urllib_reads_the_answer_to_a_body_refused_unread(
+    endpoint, body, content_type, status, code, in_message
+):
+    """urllib sends the whole body before reading (no Expect: 100-continue): it must get the
+    4xx and its JSON message, not a connection reset."""
+    request = urllib.request.Request(
+        f"{endpoint.url}/invocations",
+        data=body,
+        headers={"Content-Type": content_type},
+        method="POST",
+    )
+    with pytest.raises(urllib.error.HTTPError) as caught:
+        urllib.request.urlopen(request, timeout=30)
+    assert caught.value.code == status
+    answer = json.loads(caught.value.read())
+    assert answer["error"] == code
+    assert in_message in answer["message"]
+    good_request_still_right(endpoint.url)
+
+
+def test_a_raw_client_sending_the_whole_over_limit_body_reads_the_413(endpoint):
+    host, port = endpoint.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as sock:
+        sock.sendall(post_head(length=len(OVER_LIMIT)) + OVER_LIMIT)  # all of it, unread
+        sock.shutdown(socket.SHUT_WR)
+        response = b""
+        while chunk := sock.recv(65536):  # a reset raises here and fails the test
+            response += chunk
+    head, _, body = response.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 413 "), response[:300]
+    assert json.loads(body)["error"] == "payload_too_large"
+    good_request_still_right(endpoint.url)
+
+
+def test_a_declared_body_that_never_comes_gets_its_413_after_the_drain_timeout(
+    endpoint, monkeypatch
+):
+    monkeypatch.setattr(app_module, "DRAIN_TIMEOUT_S", 0.2)
+    status, body = raw_request(endpoint.url, post_head(length=SIX_MB + 1), timeout=20)
+    assert status == 413
+    assert json.loads(body)["error"] == "payload_too_large"
+
+
+def test_a_body_too_large_to_drain_is_refused_without_reading_it(endpoint, monkeypatch):
+    monkeypatch.setattr(app_module, "DRAIN_TIMEOUT_S", 600.0)  # a wait would time out below
+    length = app_module.DRAIN_FACTOR * SIX_MB + 1
+    status, body = raw_request(endpoint.url, post_head(length=length), timeout=20)
+    assert status == 413
+    assert json.loads(body)["error"] == "payload_too_large"

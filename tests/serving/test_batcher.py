@@ -1,12 +1,16 @@
-"""The micro-batcher: grouping, the delay bound, failures, shutdown."""
+"""The micro-batcher: grouping, the delay bound, failures, shutdown.
+
+No test sleeps or reads the wall clock: the worker is held with events and the batch delay
+runs on a clock the test moves by hand.
+"""
 
 from __future__ import annotations
 
 import threading
-import time
 
 import numpy as np
 import pytest
+from batch_clock import HANG_S, HandClock
 
 from scones.serving.batcher import BatcherClosedError, MicroBatcher
 
@@ -19,35 +23,91 @@ def doubling(calls: list[int]):
     return predict
 
 
+def one(value: float = 1.0) -> np.ndarray:
+    return np.full((1, 2, 2), value, np.float32)
+
+
 def test_requests_queued_together_share_one_call():
     calls: list[int] = []
+    in_predict = threading.Event()
     gate = threading.Event()
+    predict = doubling(calls)
 
     def slow_first(batch: np.ndarray) -> np.ndarray:
-        gate.wait(5)  # hold the worker so the next requests queue up behind the first
-        return doubling(calls)(batch)
+        in_predict.set()
+        assert gate.wait(HANG_S)  # hold the worker so the next requests queue up behind
+        return predict(batch)
 
     batcher = MicroBatcher(slow_first, max_batch_size=8, max_batch_delay_s=0.0)
-    first = batcher.submit(np.full((1, 2, 2), 1.0, np.float32))
-    time.sleep(0.05)
-    rest = [batcher.submit(np.full((1, 2, 2), float(i), np.float32)) for i in range(2, 12)]
+    first = batcher.submit(one(1.0))
+    assert in_predict.wait(HANG_S)  # the first is alone in its batch, being predicted
+    rest = [batcher.submit(one(float(i))) for i in range(2, 12)]
     gate.set()
-    assert first.result(5).tolist() == [2.0, 2.0]
+    assert first.result(HANG_S).tolist() == [2.0, 2.0]
     for i, future in enumerate(rest, start=2):
-        assert future.result(5).tolist() == [2.0 * i, 2.0 * i]  # each gets its own row
+        assert future.result(HANG_S).tolist() == [2.0 * i, 2.0 * i]  # each gets its own row
     batcher.close()
-    assert calls[0] == 1 and calls[1:] == [8, 2]  # capped at max_batch_size
+    assert calls == [1, 8, 2]  # capped at max_batch_size
 
 
-def test_a_lone_request_is_not_held_past_the_delay():
+def test_a_lone_request_waits_the_delay_and_no_longer():
     calls: list[int] = []
-    batcher = MicroBatcher(doubling(calls), max_batch_size=64, max_batch_delay_s=0.2)
-    started = time.monotonic()
-    batcher.submit(np.ones((1, 2, 2), np.float32)).result(5)
-    elapsed = time.monotonic() - started
-    batcher.close()
+    clock = HandClock()
+    batcher = MicroBatcher(doubling(calls), max_batch_size=64, max_batch_delay_s=0.2, clock=clock)
+    future = batcher.submit(one())
+    clock.wait_for_waits(1)
+    clock.advance(0.15)
+    clock.wait_for_waits(2)  # woke, found time left, waits again
+    assert not future.done() and calls == []
+    clock.advance(0.05)  # the delay is over: it goes alone
+    assert future.result(HANG_S).tolist() == [2.0, 2.0]
     assert calls == [1]
-    assert 0.19 <= elapsed < 1.5
+    batcher.close()
+
+
+def test_a_request_within_the_delay_joins_the_batch_then_the_next_starts_anew():
+    calls: list[int] = []
+    clock = HandClock()
+    batcher = MicroBatcher(doubling(calls), max_batch_size=64, max_batch_delay_s=0.2, clock=clock)
+    first = batcher.submit(one(1.0))
+    clock.wait_for_waits(1)
+    clock.advance(0.1)
+    clock.wait_for_waits(2)  # woke, found time left, waits again
+    second = batcher.submit(one(2.0))  # within the first's delay
+    clock.wait_for_waits(3)  # woken by the submit: still time left, and room in the batch
+    assert calls == []
+    clock.advance(0.1)  # the FIRST request's delay is over; the second does not extend it
+    assert first.result(HANG_S).tolist() == [2.0, 2.0]
+    assert second.result(HANG_S).tolist() == [4.0, 4.0]
+    assert calls == [2]
+    third = batcher.submit(one(3.0))  # a new batch, with its own delay
+    clock.wait_for_waits(4)
+    assert not third.done()
+    clock.advance(0.2)
+    assert third.result(HANG_S).tolist() == [6.0, 6.0]
+    assert calls == [2, 1]
+    batcher.close()
+
+
+def test_a_full_batch_goes_without_waiting_for_the_delay():
+    calls: list[int] = []
+    clock = HandClock()
+    in_predict = threading.Event()
+    gate = threading.Event()
+    predict = doubling(calls)
+
+    def held(batch: np.ndarray) -> np.ndarray:
+        in_predict.set()
+        assert gate.wait(HANG_S)
+        return predict(batch)
+
+    batcher = MicroBatcher(held, max_batch_size=4, max_batch_delay_s=1000.0, clock=clock)
+    futures = [batcher.submit(one()) for _ in range(4)]
+    gate.set()
+    assert in_predict.wait(HANG_S)  # the clock never moved: the batch was full
+    assert all(f.result(HANG_S).tolist() == [2.0, 2.0] for f in futures)
+    assert calls == [4]
+    batcher.close()
 
 
 def test_a_failing_model_fails_that_batch_only():
@@ -57,22 +117,23 @@ def test_a_failing_model_fails_that_batch_only():
         return batch.reshape(len(batch), -1)[:, :2]
 
     batcher = MicroBatcher(predict, max_batch_size=1, max_batch_delay_s=0.0)
-    bad = batcher.submit(-np.ones((1, 2, 2), np.float32))
+    bad = batcher.submit(-one())
     with pytest.raises(RuntimeError, match="model exploded"):
-        bad.result(5)
-    assert batcher.submit(np.ones((1, 2, 2), np.float32)).result(5).tolist() == [1.0, 1.0]
+        bad.result(HANG_S)
+    assert batcher.submit(one()).result(HANG_S).tolist() == [1.0, 1.0]
     batcher.close()
 
 
-def test_close_finishes_queued_work_and_refuses_new():
+def test_close_finishes_queued_work_at_once_and_refuses_new():
     calls: list[int] = []
-    batcher = MicroBatcher(doubling(calls), max_batch_size=4, max_batch_delay_s=0.05)
-    futures = [batcher.submit(np.ones((1, 2, 2), np.float32)) for _ in range(10)]
-    batcher.close()
+    clock = HandClock()  # never advanced: closing must not wait out the delay
+    batcher = MicroBatcher(doubling(calls), max_batch_size=4, max_batch_delay_s=1000.0, clock=clock)
+    futures = [batcher.submit(one()) for _ in range(10)]
+    batcher.close(timeout=HANG_S)
     assert all(f.done() and f.result().tolist() == [2.0, 2.0] for f in futures)
-    assert sum(calls) == 10
+    assert sum(calls) == 10 and max(calls) <= 4
     with pytest.raises(BatcherClosedError):
-        batcher.submit(np.ones((1, 2, 2), np.float32))
+        batcher.submit(one())
 
 
 @pytest.mark.parametrize(("size", "delay"), [(0, 0.0), (1, -1.0)])

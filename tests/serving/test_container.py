@@ -33,7 +33,7 @@ def test_port_rules():
     for bad in ("http", "0", "65536", "-1"):
         with pytest.raises(UsageError, match="SAGEMAKER_BIND_TO_PORT"):
             resolve_port(None, {"SAGEMAKER_BIND_TO_PORT": bad})
-    with pytest.raises(UsageError, match="--port 70000"):
+    with pytest.raises(UsageError, match=r"^port 70000"):
         resolve_port(70000, {})
 
 

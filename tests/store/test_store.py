@@ -55,6 +55,24 @@ def test_streaming_round_trip(store: ObjectStore) -> None:
         assert stream.read() == payload
 
 
+def test_open_gives_a_binary_file_for_every_reader(store: ObjectStore) -> None:
+    """read(n), readinto and line iteration, as tarfile, shutil and csv readers use them."""
+    payload = b"first line\n" + bytes(range(256)) * 1000 + b"\nlast line\n"
+    store.put("blob.bin", payload)
+    with store.open("blob.bin") as stream:
+        assert stream.read(6) == b"first "
+        buffer = bytearray(5)
+        assert stream.readinto(buffer) == 5
+        assert bytes(buffer) == b"line\n"
+        rest = stream.read()
+    assert rest == payload[11:]
+    with store.open("blob.bin") as stream:
+        lines = list(stream)
+    assert lines[0] == b"first line\n" and lines[-1] == b"last line\n"
+    assert b"".join(lines) == payload
+    assert stream.closed
+
+
 def test_copy_and_delete_prefix(store: ObjectStore) -> None:
     store.put("staging/x/a", b"1")
     store.put("staging/x/b", b"2")

@@ -74,3 +74,98 @@ def test_up_classifies_a_dropped_image_and_stops_cleanly(
         except OSError:
             continue
         raise AssertionError(f"{url} still answers after scones up stopped")
+
+
+def _endpoint_pid(up: subprocess.Popen[bytes]) -> int | None:
+    """The `scones serve` child of `scones up`, if one runs now."""
+    import psutil
+
+    for child in psutil.Process(up.pid).children():
+        try:
+            if "serve" in child.cmdline():
+                return child.pid
+        except psutil.NoSuchProcess:
+            continue
+    return None
+
+
+def _wait_for(condition, what: str, deadline: float, up: subprocess.Popen[bytes], log: Path):
+    while not (value := condition()):
+        assert up.poll() is None or what.startswith("exit"), log.read_text()
+        assert time.monotonic() < deadline, f"{what}:\n{log.read_text()}"
+        time.sleep(0.1)
+    return value
+
+
+def test_up_restarts_a_dead_endpoint_then_gives_up_on_a_crash_loop(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    import psutil
+
+    home = tmp_path / "home"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SCONES_")}
+    env["SCONES_HOME"] = str(home)
+    port, dashboard_port = free_port(), free_port()
+    output = tmp_path / "up.out"
+    with output.open("wb") as sink:
+        up = subprocess.Popen(
+            [
+                *(sys.executable, "-m", "scones", "up", "--model", str(tiny_model_dir)),
+                *("--port", str(port), "--dashboard-port", str(dashboard_port)),
+                *("--max-restarts", "1"),
+            ],
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
+    ping = f"http://127.0.0.1:{port}/ping"
+
+    def answers(url: str) -> bool:
+        try:
+            return _get(url) == 200
+        except OSError:
+            return False
+
+    try:
+        deadline = time.monotonic() + 180
+        _wait_for(lambda: "watching" in output.read_text(), "up started", deadline, up, output)
+        first = _endpoint_pid(up)
+        assert first is not None and answers(ping)
+
+        os.kill(first, signal.SIGKILL)  # dies after start: it must be noticed and restarted
+        # The supervisor says so once its own health check passes, which may come after ours.
+        _wait_for(
+            lambda: (
+                _endpoint_pid(up) not in (None, first)
+                and answers(ping)
+                and "endpoint: restarted" in output.read_text()
+            ),
+            "the endpoint was not restarted",
+            deadline,
+            up,
+            output,
+        )
+        text = output.read_text()
+        assert "endpoint was killed by SIGKILL" in text
+        assert "restarting it in 1.0 s (restart 1 of at most 1)" in text
+        assert "endpoint: restarted" in text
+        assert answers(f"http://127.0.0.1:{dashboard_port}/")
+
+        second = _endpoint_pid(up)
+        assert second is not None
+        os.kill(second, signal.SIGKILL)  # again at once: a crash loop, past --max-restarts 1
+        _wait_for(lambda: up.poll() is not None, "exit after giving up", deadline, up, output)
+    finally:
+        if up.poll() is None:
+            up.send_signal(signal.SIGTERM)
+            up.wait(timeout=60)
+    text = output.read_text()
+    assert up.returncode == 1, text
+    assert "giving up and stopping everything" in text
+    assert "error: endpoint died 2 times in a row, more than the 1 restarts allowed" in text
+    assert not answers(f"http://127.0.0.1:{dashboard_port}/")  # everything stopped
+    assert not psutil.pid_exists(second) or psutil.Process(second).status() == "zombie"
+    log = home / "logs" / "endpoint.log"  # kept, with every start's lines
+    assert log.read_text().count("scones: starting endpoint ---") == 2
+    assert f"last lines of {log}" in text

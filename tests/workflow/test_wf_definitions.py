@@ -98,5 +98,7 @@ def test_map_definition_catches_inside_each_iteration() -> None:
     state = definition["States"]["ClassifyEachImage"]
     assert state["Type"] == "Map" and state["ItemsPath"] == "$.keys"
     assert state["MaxConcurrency"] >= 1
-    for task in _tasks(state["ItemProcessor"]["States"]).values():
+    tasks = _tasks(state["ItemProcessor"]["States"])
+    assert tasks  # the loop below has something to check
+    for task in tasks.values():
         assert any("States.ALL" in catch["ErrorEquals"] for catch in task["Catch"])

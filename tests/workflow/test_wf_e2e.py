@@ -310,3 +310,19 @@ def test_cli_run_without_an_endpoint_says_how_to_start_one(cli_home) -> None:
     result = _scones(home, "run", "--key", "test/red.png", env=env)
     assert result.returncode != 0
     assert "scones serve" in result.stderr
+
+
+def test_cli_run_piped_prints_one_whole_line_per_image(cli_home) -> None:
+    home, env = cli_home
+    env = {k: v for k, v in env.items() if k != "COLUMNS"}  # as a pipe really is: no width
+    long_key = "test/" + "a-red-bicycle-photographed-at-the-back-door-" * 3 + "red.png"
+    open_store(str(home / "store")).put(long_key, RED)
+    result = _scones(home, "run", "--key", long_key, "--key", "test/noise.png", env=env)
+    assert result.returncode == 1  # the noise image is not routed
+    rows = [line.split("\t") for line in result.stdout.splitlines()]
+    assert [row[:3] for row in rows] == [
+        [long_key, "ROUTED", "bicycle"],
+        ["test/noise.png", "LOW_CONFIDENCE", rows[1][2]],
+    ]
+    assert rows[1][-1] == "under the threshold 0.93"
+    assert "1 of 2 routed" in result.stderr

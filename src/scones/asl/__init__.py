@@ -12,7 +12,8 @@ import asyncio
 from typing import Any
 
 from .clock import Clock, FakeClock, SystemClock
-from .definition import Machine, compile_machine, iter_states
+from .definition import compile_machine
+from .encoding import PAYLOAD_LIMIT
 from .errors import (
     DefinitionError,
     ExecutionAborted,
@@ -20,17 +21,10 @@ from .errors import (
     StatesError,
     TaskError,
 )
-from .interpreter import (
-    ABORTED,
-    FAILED,
-    PAYLOAD_LIMIT,
-    SUCCEEDED,
-    TIMED_OUT,
-    Execution,
-    ExecutionConfig,
-    run_execution,
-)
+from .execution import ABORTED, FAILED, SUCCEEDED, TIMED_OUT, Execution, ExecutionConfig
+from .interpreter import run_execution
 from .resources import LambdaContext, Resources, TaskRequest
+from .states import Machine, iter_states
 
 __all__ = [
     "ABORTED",
@@ -75,11 +69,11 @@ class StateMachine:
     def task_resources(self) -> list[tuple[str, str, Any]]:
         """(location, Resource, static FunctionName or None) for every Task state."""
         out = []
-        for st in iter_states(self._machine):
-            if st.type == "Task" and st.resource:
-                params = st.spec.get("Parameters") or st.spec.get("Arguments")
+        for state in iter_states(self._machine):
+            if state.type == "Task" and state.resource:
+                params = state.spec.get("Parameters") or state.spec.get("Arguments")
                 fn = params.get("FunctionName") if isinstance(params, dict) else None
-                out.append((f"/States/{st.name}", st.resource, fn))
+                out.append((f"/States/{state.name}", state.resource, fn))
         return out
 
     def check_resources(self, resources: Resources) -> None:

@@ -8,6 +8,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from .causes import CAUSES, cause
 from .paths import JsonPath, PathNotFound, PathSyntaxError
 from .templates import EvaluationError, Scope, UndefinedVariable
 
@@ -33,11 +34,8 @@ def parse_timestamp(value: Any) -> _dt.datetime | None:
                 return None
             tz = _dt.timezone(sign * _dt.timedelta(hours=hh, minutes=mm))
         micro = int((frac[1:] + "000000")[:6]) if frac else 0
-        base = _dt.datetime(int(y), int(mo), int(d), int(h), int(mi), int(s), micro, tzinfo=tz)
-        if frac and len(frac) > 7:
-            # Keep sub-microsecond precision for ordering: store as extra attribute via timedelta.
-            pass
-        return base
+        # Digits past the microsecond are dropped, as Python's datetime holds no finer time.
+        return _dt.datetime(int(y), int(mo), int(d), int(h), int(mi), int(s), micro, tzinfo=tz)
     except ValueError:
         return None
 
@@ -108,9 +106,10 @@ def _read(scope: Scope, path: JsonPath) -> Any:
     try:
         return scope.resolve(path)
     except PathNotFound as e:
-        raise EvaluationError(f"Invalid path '{path.text}' : {e.message}") from None
+        raise EvaluationError(cause("invalid_path", path=path.text, reason=e.message)) from None
     except UndefinedVariable:
-        raise EvaluationError(f"Invalid path '{path.text}' : the variable is not defined") from None
+        reason = CAUSES["undefined_variable"]
+        raise EvaluationError(cause("invalid_path", path=path.text, reason=reason)) from None
 
 
 def compile_rule(rule: Any, loc: str, problems: list[str], top: bool) -> Predicate | None:

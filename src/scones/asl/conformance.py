@@ -25,14 +25,14 @@ from typing import Any
 from . import execute, load
 from .clock import FakeClock
 from .errors import DefinitionError, StatesError, TaskTimedOut
-from .interpreter import ExecutionConfig
+from .execution import ExecutionConfig
 from .resources import Resources, TaskRequest
 
 CASE_TIMEOUT_S = 10.0
 _ISO_RE = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}(:?\d{2})?)")
 _TOKEN_RE = re.compile(r"<[^<>\s\"]+>")
 _PARALLEL_END = {"ParallelStateSucceeded", "ParallelStateFailed", "ParallelStateAborted"}
-FIELDS = ("status", "error", "cause", "output", "event_types")
+FIELDS = ("status", "error", "cause", "output", "event_types", "task_inputs")
 
 
 # --- normalisation and placeholder-aware comparison ---
@@ -63,7 +63,7 @@ class Normaliser:
     def value(self, v: Any) -> Any:
         text = json.dumps(v, ensure_ascii=False)
         for rx, rep in self.replacements:
-            text = rx.sub(lambda _m, rep=rep: rep, text)
+            text = rx.sub(rep.replace("\\", "\\\\"), text)
         text = _ISO_RE.sub(_date_or_keep, text)
         return json.loads(text)
 
@@ -118,6 +118,9 @@ class ReplayResources(Resources):
         self.used = [False] * len(self.entries)
         self.norm = norm
         self.lock = threading.Lock()
+        # Every Task attempt's normalised parameters, and whether a recorded entry for the
+        # same state had equal parameters (the "task inputs" dimension).
+        self.requests: list[dict[str, Any]] = []
 
     def invoker(self, resource: str) -> Any:
         return self._replay
@@ -136,11 +139,22 @@ class ReplayResources(Resources):
                     first = i
                 if self.norm.match(e.get("parameters"), params):
                     self.used[i] = True
+                    self._record(req.state_name, params, True)
                     return e
+            self._record(req.state_name, params, False)
             if first is not None:
                 self.used[first] = True
                 return self.entries[first]
         return None
+
+    def _record(self, state: str, parameters: Any, matched: bool) -> None:
+        self.requests.append({"state": state, "parameters": parameters, "matched": matched})
+
+    def task_inputs_match(self) -> bool | None:
+        """Whether every recorded Task input was sent, and nothing else (None: no Tasks)."""
+        if not self.entries and not self.requests:
+            return None
+        return len(self.requests) == len(self.entries) and all(r["matched"] for r in self.requests)
 
     def _replay(self, req: TaskRequest) -> Any:
         e = self._pick(req)
@@ -189,6 +203,8 @@ def run_case(case: dict[str, Any]) -> dict[str, Any]:
             "cause": str(e),
             "output": None,
             "event_types": [],
+            "task_inputs": [],
+            "task_inputs_match": False if case.get("task_results") else None,
         }
     ex = execute(
         machine,
@@ -204,6 +220,10 @@ def run_case(case: dict[str, Any]) -> dict[str, Any]:
         "cause": ex.cause,
         "output": ex.output,
         "event_types": ex.event_types,
+        "task_inputs": [
+            {"state": r["state"], "parameters": r["parameters"]} for r in resources.requests
+        ],
+        "task_inputs_match": resources.task_inputs_match(),
     }
 
 
@@ -236,6 +256,8 @@ def _run_with_timeout(case: dict[str, Any], timeout: float) -> dict[str, Any]:
                 "cause": str(e),
                 "output": None,
                 "event_types": [],
+                "task_inputs": [],
+                "task_inputs_match": False,
             }
 
     t = threading.Thread(target=target, daemon=True, name="asl-conformance-case")
@@ -248,6 +270,8 @@ def _run_with_timeout(case: dict[str, Any], timeout: float) -> dict[str, Any]:
             "cause": f"case exceeded {timeout}s",
             "output": None,
             "event_types": [],
+            "task_inputs": [],
+            "task_inputs_match": False,
         }
     return box["r"]
 
@@ -288,11 +312,18 @@ def compare(case: dict[str, Any], got: dict[str, Any]) -> dict[str, Any]:
             v["event_types"] = collections.Counter(want) == collections.Counter(have)
         else:
             v["event_types"] = want == have
+    # Task inputs: the evaluated Parameters/Arguments of every attempt against the recorded ones.
+    v["task_inputs"] = got.get("task_inputs_match")
     return v
 
 
 def _expected_field(case: dict[str, Any], field: str) -> Any:
     exp = case["expected"]
+    if field == "task_inputs":
+        return [
+            {"state": e.get("state"), "parameters": e.get("parameters")}
+            for e in case.get("task_results") or []
+        ]
     if field == "event_types":
         return [e["type"] for e in exp.get("history") or []]
     if field == "cause":
@@ -306,6 +337,8 @@ def _new_group() -> dict[str, int]:
         "status_error_cause_output": 0,
         "event_types_comparable": 0,
         "status_error_cause_output_event_types": 0,
+        "task_inputs_comparable": 0,
+        "task_inputs": 0,
     }
 
 
@@ -335,6 +368,8 @@ def run_all(cases_dir: Path, timeout: float = CASE_TIMEOUT_S) -> dict[str, Any]:
             g["status_error_cause_output"] += seco
             g["event_types_comparable"] += comparable
             g["status_error_cause_output_event_types"] += full
+            g["task_inputs_comparable"] += v["task_inputs"] is not None
+            g["task_inputs"] += v["task_inputs"] is True
         for field in FIELDS:
             if v[field] is False:
                 failed.append(
@@ -360,12 +395,16 @@ def _table(report: dict[str, Any]) -> str:
     rows = [("overall", report["overall"])]
     rows += [(f"  {k}", g) for k, g in report["by_query_language"].items()]
     rows += [(f"area {k}", g) for k, g in report["by_area"].items()]
-    head = f"{'group':<28}{'cases':>7}{'S/E/C/O':>10}{'hist.cmp':>10}{'S/E/C/O+types':>15}"
+    head = (
+        f"{'group':<28}{'cases':>7}{'S/E/C/O':>10}{'hist.cmp':>10}{'S/E/C/O+types':>15}"
+        f"{'tasks.cmp':>11}{'task inputs':>13}"
+    )
     lines = [head, "-" * len(head)]
     for name, g in rows:
         lines.append(
             f"{name:<28}{g['cases']:>7}{g['status_error_cause_output']:>10}"
             f"{g['event_types_comparable']:>10}{g['status_error_cause_output_event_types']:>15}"
+            f"{g['task_inputs_comparable']:>11}{g['task_inputs']:>13}"
         )
     lines.append("")
     lines.append(f"comparable histories whose event types match: {report['event_types_match']}")

@@ -45,6 +45,9 @@ class StatesError(Exception):
         super().__init__(f"{error}: {cause}" if cause else str(error))
         self.error = error
         self.cause = cause
+        # The type of the state that failed with this error, once it leaves that state
+        # (a Task failing inside a branch gets a TaskStateAborted event there).
+        self.failed_state_type: str | None = None
 
     @property
     def terminal(self) -> bool:

@@ -162,9 +162,9 @@ class _Parser:
         while i < len(s):
             c = s[i]
             if c == "\\" and i + 1 < len(s):
-                nxt = s[i + 1]
-                out.append(nxt)
-                raw.append(c + nxt)
+                escaped = s[i + 1]
+                out.append(escaped)
+                raw.append(c + escaped)
                 i += 2
                 continue
             if c == "'":

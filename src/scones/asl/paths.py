@@ -107,9 +107,9 @@ class JsonPath:
             last = len(keys) - 1
             for i, k in enumerate(keys):
                 if type(cur) is dict:
-                    nxt = cur.get(k, _MISSING)
-                    if nxt is not _MISSING:
-                        cur = nxt
+                    child = cur.get(k, _MISSING)
+                    if child is not _MISSING:
+                        cur = child
                         continue
                 self._raise_missing(cur, i, last)
             return cur
@@ -148,48 +148,48 @@ class JsonPath:
             out.append(cur)
             return
         kind, arg = steps[i]
-        nxt = i + 1
+        next_step = i + 1
         if kind == _KEY:
             if type(cur) is dict and arg in cur:
-                self._collect(cur[arg], nxt, out)
+                self._collect(cur[arg], next_step, out)
         elif kind == _INDEX:
             if type(cur) is list and -len(cur) <= arg < len(cur):
-                self._collect(cur[arg], nxt, out)
+                self._collect(cur[arg], next_step, out)
         elif kind == _WILD:
             if type(cur) is dict:
                 for v in cur.values():
-                    self._collect(v, nxt, out)
+                    self._collect(v, next_step, out)
             elif type(cur) is list:
                 for v in cur:
-                    self._collect(v, nxt, out)
+                    self._collect(v, next_step, out)
         elif kind == _SLICE:
             if type(cur) is list:
                 start, stop, step = arg
                 for v in cur[slice(start, stop, step)]:
-                    self._collect(v, nxt, out)
+                    self._collect(v, next_step, out)
         elif kind == _UNION:
             for a in arg:
                 if isinstance(a, int):
                     if type(cur) is list and -len(cur) <= a < len(cur):
-                        self._collect(cur[a], nxt, out)
+                        self._collect(cur[a], next_step, out)
                 elif type(cur) is dict and a in cur:
-                    self._collect(cur[a], nxt, out)
+                    self._collect(cur[a], next_step, out)
         elif kind == _FILTER:
             items = cur if type(cur) is list else list(cur.values()) if type(cur) is dict else []
             for v in items:
                 if arg(v):
-                    self._collect(v, nxt, out)
+                    self._collect(v, next_step, out)
         elif kind == _DEEP:
             for v in _descend(cur):
                 if arg is None:
                     # '..*' matches every descendant value.
                     pass
                 elif type(v) is dict and arg in v:
-                    self._collect(v[arg], nxt, out)
+                    self._collect(v[arg], next_step, out)
                     continue
                 else:
                     continue
-                self._collect(v, nxt, out)
+                self._collect(v, next_step, out)
         elif kind == _FUNC:
             # A function after an indefinite prefix applies to the collected list.
             out.append(_apply_function(arg, cur, self))
@@ -331,15 +331,36 @@ def _parse_bracket(body: str, text: str) -> tuple[int, Any]:
     return (_UNION, tuple(items))
 
 
-def _unquote(p: str) -> str:
-    return re.sub(r"\\(.)", r"\1", p[1:-1])
+# Escapes in a quoted name or filter string, as Java's (and so AWS's JsonPath) reads them.
+_ESCAPES = {"b": "\b", "t": "\t", "n": "\n", "f": "\f", "r": "\r"}
+_ESCAPE_RE = re.compile(r"\\(u[0-9a-fA-F]{4}|.)", re.S)
+
+
+def _unescape_match(match: re.Match[str]) -> str:
+    escaped = match.group(1)
+    if len(escaped) == 5:  # \uXXXX
+        return chr(int(escaped[1:], 16))
+    # \' \" \\ stand for themselves; so does any other escaped character.
+    return _ESCAPES.get(escaped, escaped)
+
+
+def _unquote(quoted: str) -> str:
+    """The text of a quoted literal ('...' or "..."), its escape sequences resolved."""
+    return _ESCAPE_RE.sub(_unescape_match, quoted[1:-1])
 
 
 def _split_top(s: str, sep: str) -> list[str]:
-    parts, depth, quote, cur = [], 0, "", []
+    parts: list[str] = []
+    current: list[str] = []
+    depth, quote = 0, ""
+    escaped = False
     for ch in s:
-        if quote:
-            if ch == quote:
+        if escaped:
+            escaped = False
+        elif quote:
+            if ch == "\\":
+                escaped = True
+            elif ch == quote:
                 quote = ""
         elif ch in "'\"":
             quote = ch
@@ -348,11 +369,11 @@ def _split_top(s: str, sep: str) -> list[str]:
         elif ch in ")]":
             depth -= 1
         elif ch == sep and depth == 0:
-            parts.append("".join(cur))
-            cur = []
+            parts.append("".join(current))
+            current = []
             continue
-        cur.append(ch)
-    parts.append("".join(cur))
+        current.append(ch)
+    parts.append("".join(current))
     return parts
 
 

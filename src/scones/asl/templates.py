@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from . import intrinsics
+from .causes import cause
 from .paths import JsonPath, PathNotFound, PathSyntaxError
 
 Evaluator = Callable[["Scope"], Any]
@@ -31,34 +32,42 @@ class EvaluationError(Exception):
 class Scope:
     """What a path can see: the state's input, the context object and the variables."""
 
-    __slots__ = ("_ctx", "_ctx_fn", "input", "vars")
+    __slots__ = ("_context", "_context_builder", "input", "variables")
 
-    def __init__(self, input: Any, ctx_fn: Callable[[], dict[str, Any]], vars: Variables) -> None:
+    def __init__(
+        self, input: Any, context_builder: Callable[[], dict[str, Any]], variables: Variables
+    ) -> None:
         self.input = input
-        self._ctx: dict[str, Any] | None = None
-        self._ctx_fn = ctx_fn
-        self.vars = vars
+        # The context object ($$) is built on first use: most states never read it.
+        self._context: dict[str, Any] | None = None
+        self._context_builder = context_builder
+        self.variables = variables
 
     def with_input(self, input: Any) -> Scope:
-        s = Scope(input, self._ctx_fn, self.vars)
-        s._ctx = self._ctx
-        return s
+        scope = Scope(input, self._context_builder, self.variables)
+        scope._context = self._context
+        return scope
+
+    def with_context(self, extra: dict[str, Any]) -> Scope:
+        """This scope with `extra` members in its context object (a Map item's $$.Map)."""
+        build = self._context_builder
+        return Scope(self.input, lambda: {**build(), **extra}, self.variables)
 
     def context(self) -> dict[str, Any]:
-        if self._ctx is None:
-            self._ctx = self._ctx_fn()
-        return self._ctx
+        if self._context is None:
+            self._context = self._context_builder()
+        return self._context
 
     def root(self, path: JsonPath) -> Any:
-        r = path.root
-        if r == "$":
+        root = path.root
+        if root == "$":
             return self.input
-        if r == "$$":
+        if root == "$$":
             return self.context()
-        return self.vars.lookup(r)
+        return self.variables.lookup(root)
 
     def resolve(self, path: JsonPath) -> Any:
-        """Evaluate a path; raises PathNotFound (or KeyError for an unknown variable)."""
+        """Evaluate a path; raises PathNotFound (or UndefinedVariable for an unknown one)."""
         return path.get(self.root(path))
 
 
@@ -95,10 +104,6 @@ class Variables:
         return out
 
 
-def dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
-
-
 def compile_value_expr(text: Any, field: str, loc: str, problems: list[str]) -> Evaluator | None:
     """A ".$" value: a path or an intrinsic call."""
     if not isinstance(text, str):
@@ -122,55 +127,40 @@ def compile_value_expr(text: Any, field: str, loc: str, problems: list[str]) -> 
     return path_evaluator(path, field)
 
 
-def path_evaluator(path: JsonPath, field: str) -> Evaluator:
-    def ev(scope: Scope) -> Any:
-        try:
-            return path.get(scope.root(path))
-        except PathNotFound:
-            where = (
-                scope.input if path.root == "$" else scope.context() if path.root == "$$" else None
-            )
-            raise EvaluationError(
-                f"The JSONPath '{path.text}' specified for the field '{field}' could not be found "
-                f"in the input '{dumps(where)}'"
-            ) from None
-        except UndefinedVariable:
-            raise EvaluationError(
-                f"The JSONPath '{path.text}' specified for the field '{field}' references an "
-                f"undefined variable"
-            ) from None
+def _resolve_for_field(scope: Scope, path: JsonPath, field: str) -> Any:
+    """A path inside a payload template or intrinsic, with the causes AWS gives for those."""
+    try:
+        return scope.resolve(path)
+    except PathNotFound:
+        searched = (
+            scope.input if path.root == "$" else scope.context() if path.root == "$$" else None
+        )
+        raise EvaluationError(
+            cause("template_path_not_found", path=path.text, field=field, json=searched)
+        ) from None
+    except UndefinedVariable:
+        raise EvaluationError(
+            cause("template_path_undefined_variable", path=path.text, field=field)
+        ) from None
 
-    return ev
+
+def path_evaluator(path: JsonPath, field: str) -> Evaluator:
+    def evaluate_path(scope: Scope) -> Any:
+        return _resolve_for_field(scope, path, field)
+
+    return evaluate_path
 
 
 def _intrinsic_evaluator(call: intrinsics.Call, field: str) -> Evaluator:
-    def ev(scope: Scope) -> Any:
-        def resolve(p: JsonPath) -> Any:
-            try:
-                return scope.resolve(p)
-            except PathNotFound:
-                where = (
-                    scope.input if p.root == "$" else scope.context() if p.root == "$$" else None
-                )
-                raise EvaluationError(
-                    f"The JSONPath '{p.text}' specified for the field '{field}' could not be found "
-                    f"in the input '{dumps(where)}'"
-                ) from None
-            except UndefinedVariable:
-                raise EvaluationError(
-                    f"The JSONPath '{p.text}' specified for the field '{field}' references an "
-                    f"undefined variable"
-                ) from None
-
+    def evaluate_intrinsic(scope: Scope) -> Any:
         try:
-            return intrinsics.evaluate(call, resolve)
+            return intrinsics.evaluate(call, lambda path: _resolve_for_field(scope, path, field))
         except intrinsics.IntrinsicError as e:
             raise EvaluationError(
-                f"The Intrinsic function '{call.text}' specified for the field '{field}' failed: "
-                f"{e}"
+                cause("intrinsic_failed", function=call.text, field=field, reason=str(e))
             ) from None
 
-    return ev
+    return evaluate_intrinsic
 
 
 class Template:
@@ -197,37 +187,41 @@ def compile_template(node: Any, loc: str, problems: list[str]) -> Template:
 
 
 def _compile(node: Any, loc: str, problems: list[str]) -> tuple[bool, Any]:
+    """(static, evaluator): a static node is copied as is, others get an evaluator."""
     if isinstance(node, dict):
-        parts: list[tuple[str, bool, Any]] = []
+        members: list[tuple[str, bool, Any]] = []  # (key, static, value or evaluator)
         all_static = True
-        for k, v in node.items():
-            sub = f"{loc}/{k}"
-            if isinstance(k, str) and k.endswith(".$") and len(k) > 2:
-                ev = compile_value_expr(v, k, sub, problems)
-                parts.append((k[:-2], False, ev))
+        for key, value in node.items():
+            member_loc = f"{loc}/{key}"
+            if isinstance(key, str) and key.endswith(".$") and len(key) > 2:
+                evaluator = compile_value_expr(value, key, member_loc, problems)
+                members.append((key[:-2], False, evaluator))
                 all_static = False
             else:
-                st, f = _compile(v, sub, problems)
-                parts.append((k, st, v if st else f))
-                all_static = all_static and st
+                static, evaluator = _compile(value, member_loc, problems)
+                members.append((key, static, value if static else evaluator))
+                all_static = all_static and static
         if all_static:
             return True, None
 
-        def ev_dict(scope: Scope) -> Any:
-            out = {}
-            for key, st, x in parts:
-                out[key] = x if st else x(scope)
-            return out
+        def evaluate_object(scope: Scope) -> Any:
+            result = {}
+            for key, static, value in members:
+                result[key] = value if static else value(scope)
+            return result
 
-        return False, ev_dict
+        return False, evaluate_object
     if isinstance(node, list):
-        items = [_compile(v, f"{loc}/{i}", problems) for i, v in enumerate(node)]
-        if all(st for st, _ in items):
+        compiled = [_compile(v, f"{loc}/{i}", problems) for i, v in enumerate(node)]
+        if all(static for static, _ in compiled):
             return True, None
-        vals = [(st, node[i] if st else f) for i, (st, f) in enumerate(items)]
+        elements = [
+            (static, node[i] if static else evaluator)
+            for i, (static, evaluator) in enumerate(compiled)
+        ]
 
-        def ev_list(scope: Scope) -> Any:
-            return [x if st else x(scope) for st, x in vals]
+        def evaluate_array(scope: Scope) -> Any:
+            return [value if static else value(scope) for static, value in elements]
 
-        return False, ev_list
+        return False, evaluate_array
     return True, None

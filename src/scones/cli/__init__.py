@@ -9,9 +9,15 @@ library function and renders the result):
 - ``workflow.py``  functions package, run, executions list/show/history, watch
 - ``monitor.py``   monitor, dashboard
 - ``service.py``   demo, up
+- ``deploy.py``    deploy aws, destroy aws
 - ``options.py``   option types shared by several commands (``--store``, ``--name`` ...) and
   the settings their defaults come from
-- ``render.py``    the two consoles (results on stdout, progress on stderr) and output helpers
+- ``render.py``    the two consoles (results on stdout, progress on stderr), ``print_rows``
+  for listings (a table on a terminal, tab-separated whole values when piped) and
+  ``print_json_lines`` for their ``--json``
+
+Library errors name parameters (``{since}``); ``main`` shows them as flags
+(``options.flag_for``: ``since`` -> ``--since``, with a table for the few that differ).
 
 To add a command: write it as a plain function in its group's module (a sub-command goes on
 that module's sub-app, e.g. ``models_app``), then register a top-level command in the table
@@ -27,7 +33,7 @@ import sys
 import typer
 
 from scones import __version__
-from scones.cli import data, model, monitor, service, serving, workflow
+from scones.cli import data, deploy, model, monitor, service, serving, workflow
 from scones.cli.options import user_message
 from scones.cli.render import console, out
 from scones.errors import SconesError
@@ -68,6 +74,8 @@ app.command()(service.up)
 app.add_typer(model.models_app, name="models")
 app.add_typer(workflow.functions_app, name="functions")
 app.add_typer(workflow.executions_app, name="executions")
+app.add_typer(deploy.deploy_app, name="deploy")
+app.add_typer(deploy.destroy_app, name="destroy")
 
 
 def main() -> None:

@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from rich.progress import Progress, TaskID
+from rich.table import Table
 
 from scones.cli.options import ModelNameOption, StoreOption, open_configured_store, settings
-from scones.cli.render import console, out
+from scones.cli.render import console, out, print_json_lines, print_rows
+from scones.times import iso_z
+
+if TYPE_CHECKING:
+    from scones.model.train import EpochReport  # torch: imported only to train
 
 
-def _print_epoch(progress, task, report) -> None:
+def _print_epoch(progress: Progress, task: TaskID, report: EpochReport) -> None:
     """One epoch on the progress bar (``*`` marks the checkpoint kept so far)."""
     marker = " *" if report.best else ""
     member = f"member {report.member + 1}/{report.members} " if report.members > 1 else ""
@@ -131,7 +137,7 @@ def train(
     ] = None,
 ) -> None:
     """Train the classifier on a staged layout, then register (and optionally promote) it."""
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import BarColumn, TextColumn, TimeElapsedColumn
 
     from scones.model.publish import train_and_register
     from scones.model.registry import DEFAULT_ALIAS
@@ -189,9 +195,7 @@ def train(
         )
 
 
-def _risk_coverage_table(result: dict):
-    from rich.table import Table
-
+def _risk_coverage_table(result: dict[str, Any]) -> Table:
     table = Table(title="risk-coverage (top probability >= threshold)")
     for column in ("threshold", "coverage", "selective accuracy", "images"):
         table.add_column(column, justify="right")
@@ -245,8 +249,6 @@ def evaluate(
 ) -> None:
     """Evaluate a model on a staged split: accuracy, calibration and risk-coverage."""
     import json
-
-    from rich.table import Table
 
     from scones.model.evaluate import evaluate_reference
     from scones.model.registry import registry_store_for
@@ -331,30 +333,25 @@ def models_list(
     store: StoreOption = None,
 ) -> None:
     """List the registered versions of a model, with their aliases."""
-    import json
-
-    from rich.table import Table
-
     from scones.model.registry import list_versions
 
     model_name = name or settings().model_name
     versions = list_versions(open_configured_store(store), model_name)
     if json_output:
-        for version in versions:
-            typer.echo(json.dumps(version.to_dict()))
+        print_json_lines(version.to_dict() for version in versions)
         return
-    table = Table(title=f"model {model_name}")
-    for column in ("version", "aliases", "registered", "size", "uri"):
-        table.add_column(column)
-    for v in versions:
-        table.add_row(
+    rows = [
+        [
             str(v.version),
             ",".join(v.aliases),
-            v.registered_at.isoformat(timespec="seconds"),
+            iso_z(v.registered_at),
             f"{v.size / 1e6:.1f} MB",
             v.uri,
-        )
-    out.print(table)
+        ]
+        for v in versions
+    ]
+    columns = ["version", "aliases", "registered", "size", "uri"]
+    print_rows(columns, rows, title=f"model {model_name}")
 
 
 @models_app.command("show")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -17,6 +18,7 @@ from scones.cli.options import (
     store_uri,
 )
 from scones.cli.render import console, out
+from scones.errors import UsageError
 
 
 def monitor(
@@ -27,7 +29,7 @@ def monitor(
         typer.Option(
             "--since",
             help="Only records at or after this time: ISO 8601 (UTC if no zone) or an "
-            "age such as 30m, 24h, 7d.",
+            "age such as 30m, 24h, 7d, 1w.",
         ),
     ] = None,
     until: Annotated[
@@ -49,9 +51,16 @@ def monitor(
         typer.Option(
             "--psi-threshold",
             help="Population stability index above which the class "
-            "mix or confidence histogram is a violation.",
+            "mix or confidence histogram is a violation ...",
         ),
     ] = 0.2,
+    chi2_p_value: Annotated[
+        float,
+        typer.Option(
+            "--chi2-p-value",
+            help="... when a chi-square test of the binned counts also gives a p-value below this.",
+        ),
+    ] = 0.01,
     ks_p_value: Annotated[
         float,
         typer.Option(
@@ -97,15 +106,13 @@ def monitor(
 
     Exit code 0 when within bounds, 3 when any constraint is violated.
     """
-    from scones.monitor.runner import MonitorOptions, parse_time_flag, run_monitor
-    from scones.monitor.stats import DriftThresholds
+    from scones.monitor.drift import DriftThresholds
+    from scones.monitor.report import monitor_report
+    from scones.monitor.runner import MonitorOptions
+    from scones.times import parse_optional_moment
 
     config = settings()
-    import os
-
     if min_records < 1 or sample_size < 1 or (workers is not None and workers < 1):
-        from scones.errors import UsageError
-
         raise UsageError(
             f"--min-records {min_records}, --sample-size {sample_size} and --workers "
             f"{workers} must be at least 1"
@@ -113,9 +120,8 @@ def monitor(
     options = MonitorOptions(
         capture_uri=capture_uri or config.capture_uri,
         endpoint_name=endpoint_name or config.endpoint_name,
-        out_dir=out_dir,
-        since=parse_time_flag("--since", since),
-        until=parse_time_flag("--until", until),
+        since=parse_optional_moment(since, parameter="since"),
+        until=parse_optional_moment(until, parameter="until"),
         threshold=config.threshold if threshold is None else threshold,
         model_ref=model,
         store_uri=store_uri(store),
@@ -123,6 +129,7 @@ def monitor(
         cache_dir=config.cache_dir,
         thresholds=DriftThresholds(
             psi=psi_threshold,
+            chi2_p_value=chi2_p_value,
             ks_p_value=ks_p_value,
             ks_statistic=ks_statistic,
             min_records=min_records,
@@ -131,7 +138,7 @@ def monitor(
         sample_size=sample_size,
         workers=workers or min(os.cpu_count() or 1, 4),
     )
-    result = run_monitor(options)
+    result = monitor_report(options, out_dir)
     summary = result.summary
     records = summary["records"]
     drift = summary["drift"]
@@ -184,10 +191,13 @@ def dashboard(
     ] = None,
     store: StoreOption = None,
 ) -> None:
-    """Serve a live page: executions, confidence over time, class mix, drift, failed images."""
-    from scones.errors import UsageError
-    from scones.monitor.dashboard import DashboardConfig, serve_dashboard
-    from scones.monitor.runner import MonitorOptions, parse_age
+    """Serve a live page: executions, confidence over time, class mix, drift, failed images.
+
+    Also the workflow console: /executions, each execution's graph, /state-machines/NAME.
+    """
+    from scones.dashboard.app import DashboardConfig, serve_dashboard
+    from scones.monitor.runner import MonitorOptions
+    from scones.times import parse_age
 
     config = settings()
     if not 0 < port < 65536:

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from scones.errors import ParameterError, SconesError
+from scones.errors import SconesError
 from scones.settings import Settings, get_settings
 
 if TYPE_CHECKING:
@@ -95,6 +95,4 @@ def flag_for(parameter: str) -> str:
 
 def user_message(error: SconesError) -> str:
     """An error's message as the CLI user should read it: flags, not parameter names."""
-    if isinstance(error, ParameterError):
-        return error.naming({name: flag_for(name) for name in error.parameters})
-    return str(error)
+    return error.naming({name: flag_for(name) for name in error.parameters})

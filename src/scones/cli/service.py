@@ -88,14 +88,23 @@ def up(
     ] = "127.0.0.1",
     prefix: Annotated[str, typer.Option(help="Key prefix the watcher watches.")] = "incoming/",
     concurrency: Annotated[int, typer.Option(help="Most executions running at once.")] = 4,
+    max_restarts: Annotated[
+        int,
+        typer.Option(
+            help="Restarts in a row (backoff 1 s doubling to 30 s) of an endpoint or dashboard "
+            "that dies before everything stops with exit code 1."
+        ),
+    ] = 5,
     store: StoreOption = None,
 ) -> None:
     """Run the service: endpoint, watcher on incoming/ and dashboard, stopping together.
 
     Drop an image under the prefix and it is classified within a second; SIGTERM stops
     all three (running executions finish first).
+
+    An endpoint or dashboard that dies is restarted with backoff; logs stay in <home>/logs.
     """
-    from scones.service import ServiceOptions, run_service
+    from scones.service import RestartPolicy, ServiceOptions, run_service
 
     conf = settings()
     options = ServiceOptions(
@@ -108,6 +117,8 @@ def up(
         dashboard_port=dashboard_port,
         prefix=prefix,
         concurrency=concurrency,
+        log_dir=conf.home / "logs",
+        restart=RestartPolicy(max_restarts=max_restarts),
         s3_endpoint_url=conf.s3_endpoint_url,
     )
     run_service(options, announce=lambda line: console.print(line, highlight=False))

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich.text import Text
 
 from scones.cli.options import StoreOption, settings, store_uri
-from scones.cli.render import console, out
+from scones.cli.render import Cell, Column, console, print_json_lines, print_rows
 from scones.errors import UsageError
+
+if TYPE_CHECKING:
+    from scones.workflow.runs import RunResult
 
 functions_app = typer.Typer(
     help="The workflow's AWS Lambda functions (serialize, classify, filter).",
@@ -26,51 +30,36 @@ def functions_package(
     out_dir: Annotated[
         Path, typer.Option("--out", help="Folder to write one <function>.zip per function into.")
     ],
+    json_output: Annotated[
+        bool, typer.Option("--json", help="Print one JSON object per function instead.")
+    ] = False,
 ) -> None:
     """Write one self-contained Lambda zip per function (handler <module>.handler)."""
-    from rich.table import Table
-
     from scones.functions.packaging import package_functions
 
-    table = Table("function", "handler", "zip", "bytes")
-    for package in package_functions(out_dir):
-        table.add_row(package.function_name, package.handler, str(package.path), str(package.size))
-    out.print(table)
+    packages = package_functions(out_dir)
+    if json_output:
+        print_json_lines(package.to_dict() for package in packages)
+        return
+    print_rows(
+        ["function", "handler", "zip", Column("bytes", "right")],
+        [[p.function_name, p.handler, str(p.path), str(p.size)] for p in packages],
+    )
 
 
-def _print_outcomes(
-    outcomes: list, title: str, labels: dict[str, str | None], threshold: float
-) -> None:
-    from rich.table import Table
-
-    table = Table(title=title)
-    table.add_column("image", overflow="fold")
-    table.add_column("status")
-    table.add_column("class")
-    table.add_column("confidence", justify="right")
-    show_labels = any(labels.values())
-    if show_labels:
-        table.add_column("true class")
-    table.add_column("why not routed", overflow="fold")
-    for outcome in outcomes:
-        style = "green" if outcome.routed else "red"
+def _print_outcomes(result: RunResult) -> None:
+    show_labels = any(result.true_classes.values())
+    columns: list[Column | str] = ["image", "status", "class", Column("confidence", "right")]
+    columns += ["true class"] if show_labels else []
+    rows = []
+    for outcome in result.outcomes:
+        status = Text(outcome.status, style="green" if outcome.routed else "red")
         confidence = "" if outcome.confidence is None else f"{outcome.confidence:.4f}"
-        if outcome.routed:
-            why = ""
-        elif outcome.status == "LOW_CONFIDENCE":
-            why = f"under the threshold {threshold:g}"
-        else:
-            why = f"{outcome.error}: {outcome.message}"
-        cells = [
-            outcome.s3_key,
-            f"[{style}]{outcome.status}[/]",
-            outcome.top_class or "",
-            confidence,
-        ]
+        cells: list[Cell] = [outcome.s3_key, status, outcome.top_class or "", confidence]
         if show_labels:
-            cells.append(labels.get(outcome.s3_key) or "")
-        table.add_row(*cells, why)
-    out.print(table)
+            cells.append(result.true_classes.get(outcome.s3_key) or "")
+        rows.append([*cells, outcome.why_not_routed(result.threshold)])
+    print_rows([*columns, "why not routed"], rows, title=f"{len(rows)} images")
 
 
 def run_workflow(
@@ -115,6 +104,30 @@ def run_workflow(
         bool, typer.Option("--json", help="Print one JSON object per image instead.")
     ] = False,
     store: StoreOption = None,
+    on: Annotated[
+        str,
+        typer.Option(
+            "--on",
+            help="Where to run: local (this machine) or aws (the state machine that "
+            "`scones deploy aws` created; --bucket names its bucket, keys are under --prefix).",
+        ),
+    ] = "local",
+    deployment: Annotated[
+        str, typer.Option("--deployment", help="With --on aws: the deployment's --name.")
+    ] = "scones",
+    prefix: Annotated[
+        str, typer.Option("--prefix", help="With --on aws: the deployment's --prefix.")
+    ] = "scones/",
+    region: Annotated[
+        str | None,
+        typer.Option("--region", help="With --on aws: its region (default AWS_DEFAULT_REGION)."),
+    ] = None,
+    aws_endpoint_url: Annotated[
+        str | None,
+        typer.Option(
+            "--aws-endpoint-url", help="With --on aws: one endpoint for every AWS service (moto)."
+        ),
+    ] = None,
 ) -> None:
     """Run the workflow on images: serialize, classify on the endpoint, filter by confidence.
 
@@ -123,6 +136,26 @@ def run_workflow(
     from scones.workflow.runs import RunRequest, run_images
 
     conf = settings()
+    if on not in ("local", "aws"):
+        raise UsageError(f"--on {on!r}: use local or aws")
+    if on == "aws":
+        if not bucket or random_count is not None or use_map:
+            raise UsageError("--on aws needs --bucket and --key (no --random or --map)")
+        from scones.deploy.aws import default_region
+        from scones.deploy.run import AwsRunOptions, run_on_aws
+
+        aws_options = AwsRunOptions(
+            bucket=bucket,
+            region=region or default_region(),
+            keys=tuple(keys or ()),
+            name=deployment,
+            prefix=prefix,
+            execution_name=name,
+            endpoint_url=aws_endpoint_url,
+            s3_endpoint_url=conf.s3_endpoint_url,
+        )
+        _render_run(run_on_aws(aws_options), json_output, use_map=False)
+        return
     request = RunRequest(
         endpoint_url=endpoint_url or conf.endpoint_url,
         threshold=conf.threshold if threshold is None else threshold,
@@ -142,40 +175,26 @@ def run_workflow(
     result = run_images(
         request, announce=lambda line: console.print(line, highlight=False, soft_wrap=True)
     )
-    outcomes, labels, limit = result.outcomes, result.true_classes, result.threshold
-    if json_output:
-        import dataclasses
-        import json
+    _render_run(result, json_output, use_map)
 
-        for outcome in outcomes:
-            row = dataclasses.asdict(outcome) | {"true_class": labels.get(outcome.s3_key)}
-            typer.echo(json.dumps(row))
-    elif len(outcomes) == 1 and not use_map:
-        outcome = outcomes[0]
+
+def _render_run(result: RunResult, json_output: bool, use_map: bool) -> None:
+    """The outcome lines of a run, local or on AWS alike; exit 1 unless all were routed."""
+    if json_output:
+        print_json_lines(result.to_dicts())
+    elif len(result.outcomes) == 1 and not use_map:
+        outcome = result.outcomes[0]
         if outcome.routed:
-            out.print(
-                f"{outcome.s3_key}\tSUCCEEDED\t{outcome.top_class}\t{outcome.confidence:.4f}",
-                highlight=False,
-                markup=False,
-                soft_wrap=True,
+            typer.echo(
+                f"{outcome.s3_key}\tSUCCEEDED\t{outcome.top_class}\t{outcome.confidence:.4f}"
             )
         else:
-            out.print(
-                f"{outcome.s3_key}\tFAILED\t{outcome.error}",
-                highlight=False,
-                markup=False,
-                soft_wrap=True,
-            )
-            console.print(
-                f"{outcome.error}: {outcome.message}", highlight=False, markup=False, soft_wrap=True
-            )
-        console.print(
-            f"execution: {outcome.execution_id}", highlight=False, markup=False, soft_wrap=True
-        )
+            typer.echo(f"{outcome.s3_key}\tFAILED\t{outcome.error}")
+            console.print(f"{outcome.error}: {outcome.message}", highlight=False, markup=False)
+        console.print(f"execution: {outcome.execution_id}", highlight=False, markup=False)
     else:
-        _print_outcomes(outcomes, title=f"{len(outcomes)} images", labels=labels, threshold=limit)
-        routed = sum(outcome.routed for outcome in outcomes)
-        console.print(f"{routed} of {len(outcomes)} routed", highlight=False)
+        _print_outcomes(result)
+        console.print(f"{result.routed_count} of {len(result.outcomes)} routed", highlight=False)
     if not result.all_routed:
         raise typer.Exit(code=1)
 
@@ -189,54 +208,63 @@ def executions_list(
     limit: Annotated[int, typer.Option(help="Most executions to show, newest first.")] = 50,
     since: Annotated[
         str | None,
-        typer.Option(help="Only executions started since: ISO 8601 time, or an age (30m, 2h)."),
+        typer.Option(
+            help="Only executions started since: ISO 8601 (UTC if no zone) or an age such "
+            "as 30m, 24h, 7d, 1w."
+        ),
     ] = None,
     json_output: Annotated[
         bool, typer.Option("--json", help="Print one JSON object per execution.")
     ] = False,
 ) -> None:
-    """List executions, newest first."""
-    import json
+    """List executions, newest first (piped: one tab-separated line each, whole values)."""
+    from scones.times import parse_optional_moment, table_time
+    from scones.workflow.executions import list_executions
 
-    from rich.table import Table
-
-    from scones.workflow.executions import ExecutionStore, parse_since
-
-    started_since = parse_since(since) if since else None
-    with ExecutionStore(settings().db) as db:
-        records = db.list(
-            status=status.upper() if status else None, limit=limit, since=started_since
-        )
+    started_since = parse_optional_moment(since, parameter="since")
+    records = list_executions(settings().db, status=status, limit=limit, since=started_since)
     if json_output:
-        for record in records:
-            typer.echo(json.dumps(record.to_dict()))
+        print_json_lines(record.to_dict() for record in records)
         return
-    table = Table("started", "name", "status", "image", "error")
+    rows = []
     for record in records:
-        image = record.input.get("s3_key", "") if isinstance(record.input, dict) else ""
-        if not image and isinstance(record.input, dict):
-            image = f"{len(record.input.get('keys') or [])} keys (Map)"
-        table.add_row(
-            record.started_at.strftime("%Y-%m-%d %H:%M:%S"),
-            record.name,
-            record.status,
-            str(image),
-            record.error or "",
+        top_class, confidence = record.prediction()
+        image = record.image_key or f"{record.map_key_count or 0} keys (Map)"
+        rows.append(
+            [
+                table_time(record.started_at),
+                record.name,
+                record.status,
+                image,
+                top_class or "",
+                "" if confidence is None else f"{confidence:.4f}",
+                record.error or "",
+            ]
         )
-    out.print(table)
+    print_rows(
+        ["started", "name", "status", "image", "class", Column("confidence", "right"), "error"],
+        rows,
+    )
 
 
 @executions_app.command("show")
 def executions_show(
     execution: Annotated[str, typer.Argument(help="Execution id (ARN) or name.")],
+    graph: Annotated[
+        Path | None,
+        typer.Option(help="Also draw its graph, path taken coloured, to this .svg or .png."),
+    ] = None,
 ) -> None:
     """Show one execution: status, input, output or error and cause, timestamps."""
     import json
 
-    from scones.workflow.executions import ExecutionStore
+    from scones.dashboard.console import write_execution_graph
+    from scones.workflow.executions import find_execution
 
-    with ExecutionStore(settings().db) as db:
-        record = db.find(execution)
+    record = find_execution(settings().db, execution)
+    if graph is not None:
+        written = write_execution_graph(record, graph)
+        console.print(f"graph written to {written}", highlight=False, soft_wrap=True)
     typer.echo(json.dumps(record.to_dict(detail=True), indent=2))
 
 
@@ -250,30 +278,18 @@ def executions_history(
     """Show an execution's event history, as Step Functions records it."""
     import json
 
-    from rich.table import Table
+    from scones.workflow.executions import find_execution
+    from scones.workflow.runs import history_row
 
-    from scones.workflow.executions import ExecutionStore
-    from scones.workflow.runs import lambda_message
-
-    with ExecutionStore(settings().db) as db:
-        record = db.find(execution)
+    record = find_execution(settings().db, execution)
     if json_output:
         typer.echo(json.dumps(record.history, indent=2))
         return
-    table = Table("id", "type", "state", "detail", title=record.execution_id)
-    for event in record.history:
-        details: Any = next((v for k, v in event.items() if k.endswith("EventDetails")), {}) or {}
-        state = details.get("name", "") if isinstance(details, dict) else ""
-        detail = ""
-        if isinstance(details, dict):
-            # Lambda causes are JSON with a stack trace: its message is what people need.
-            detail = " ".join(
-                f"{key}={lambda_message(details[key]) if key == 'cause' else details[key]}"
-                for key in ("error", "cause")
-                if details.get(key)
-            )
-        table.add_row(str(event.get("id", "")), str(event.get("type", "")), state, detail[:300])
-    out.print(table)
+    print_rows(
+        ["id", "type", "state", Column("detail", max_chars=300)],
+        [history_row(event) for event in record.history],
+        title=record.execution_id,
+    )
 
 
 def watch(

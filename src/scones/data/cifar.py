@@ -66,11 +66,19 @@ class CifarArchive:
     splits: dict[str, CifarSplit]
 
 
+def _reconstructor(value: object) -> Callable[..., object]:
+    """The callable that ``pickle`` names to rebuild ``value``."""
+    reduced = value.__reduce__()
+    if isinstance(reduced, str) or not callable(reduced[0]):
+        raise TypeError(f"{type(value).__name__} does not reduce to a reconstructor")
+    return reduced[0]
+
+
 def _allowed_globals() -> dict[tuple[str, str], Callable[..., Any] | type]:
     # Resolve numpy's reconstructors from live objects, so numpy 1.x and 2.x both work and
     # pickles that name the old ``numpy.core`` path never import it (it warns in numpy 2).
-    reconstruct = np.empty(0).__reduce__()[0]
-    scalar = np.uint8(0).__reduce__()[0]
+    reconstruct = _reconstructor(np.empty(0))
+    scalar = _reconstructor(np.uint8(0))
     allowed: dict[tuple[str, str], Callable[..., Any] | type] = {
         ("_codecs", "encode"): codecs.encode,
         ("numpy", "ndarray"): np.ndarray,

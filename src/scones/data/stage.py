@@ -40,9 +40,10 @@ from scones.data.layout import (
     parse_lst,
 )
 from scones.data.split import stratified_split
-from scones.model.preprocess import DEFAULT_MAX_PIXELS, ImageDecodeError, decode_image
+from scones.images import DEFAULT_MAX_PIXELS, PNG_SIGNATURE, ImageDecodeError, decode_image
 from scones.settings import OFFICIAL_CIFAR100_MD5, OFFICIAL_CIFAR100_URL
 from scones.store import ObjectNotFoundError, ObjectStore, join_key, open_store, validate_prefix
+from scones.times import iso_z, utc_now
 
 if TYPE_CHECKING:
     from rich.progress import Progress
@@ -56,7 +57,6 @@ STAGING_PREFIX = ".staging-"
 ABANDONED_STAGING_AGE = timedelta(hours=6)
 MAX_IMAGE_BYTES = 20 * 1024 * 1024  # per imported PNG; CIFAR's are about 2.5 KB
 MAX_MANIFEST_BYTES = 64 * 1024 * 1024  # per imported .lst or dataset.json; 60,000 rows ~ 2.5 MB
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 WRITE_WORKERS = 8  # store writes are I/O bound (fsync, HTTP); PNG zlib releases the GIL
 IMAGE_FOLDERS = ("train", "test")
 
@@ -138,10 +138,11 @@ def stage(
     )
     splits = {"train": train, "validation": validation, "test": test}
     _check_disjoint(splits)
+    counts = _counts(splits, class_names)
     info = {
         "format_version": DATASET_FORMAT_VERSION,
         "class_names": class_names,
-        "counts": _counts(splits, class_names),
+        "counts": counts,
         "totals": {name: len(rows) for name, rows in splits.items()},
         "source": loaded.description,
         "split": {
@@ -150,7 +151,7 @@ def stage(
             "test_carved": test_carved,
             "test_fraction": test_fraction if test_carved else None,
         },
-        "staged_at": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
+        "staged_at": iso_z(utc_now()),
         "scones_version": __version__,
     }
     # Carved test images are read from the source's train/ folder.
@@ -165,7 +166,7 @@ def stage(
         source=source,
         source_kind=kind,
         class_names=class_names,
-        counts=info["counts"],
+        counts=counts,
         test_carved=test_carved,
         seconds=time.monotonic() - started,
         notes=notes,
@@ -191,8 +192,9 @@ def _load_source(
             md5 = OFFICIAL_CIFAR100_MD5
         if md5 is None:
             raise DataError(
-                f"--md5 is required for source {url!r}: a downloaded archive is only "
-                "unpickled when its checksum verifies"
+                f"{{md5}} is required for source {url!r}: a downloaded archive is only "
+                "unpickled when its checksum verifies",
+                "md5",
             )
         if url == OFFICIAL_CIFAR100_URL:  # fail before a 169 MB download, not after
             _require_known(class_names, list(CIFAR100_FINE_LABEL_NAMES), where=url)
@@ -222,10 +224,12 @@ def check_class_names(classes: Sequence[str]) -> list[str]:
     """Class names as given, stripped; empty, duplicate or unprintable names are errors."""
     names = [name.strip() for name in classes]
     if not names or any(not name for name in names):
-        raise DataError(f"--classes {','.join(classes)!r} needs at least one non-empty name")
+        raise DataError(
+            f"{{classes}} {','.join(classes)!r} needs at least one non-empty name", "classes"
+        )
     duplicates = sorted(name for name, n in Counter(names).items() if n > 1)
     if duplicates:
-        raise DataError(f"--classes names {', '.join(duplicates)} more than once")
+        raise DataError(f"{{classes}} names {', '.join(duplicates)} more than once", "classes")
     for name in names:
         if not name.isprintable() or any(c in name for c in "\t,/\\"):
             raise DataError(f"class name {name!r} contains a tab, comma, slash or control char")
@@ -235,7 +239,9 @@ def check_class_names(classes: Sequence[str]) -> list[str]:
 def classify_source(source: str) -> tuple[str, str]:
     """("download", url) | ("archive", path) | ("staged", store URI or folder)."""
     if not source:
-        raise DataError("--source is empty: give a URL, an archive path or a staged folder")
+        raise DataError(
+            "{source} is empty: give a URL, an archive path or a staged folder", "source"
+        )
     parsed = urlparse(source)
     if parsed.scheme in ("http", "https"):
         return "download", source
@@ -259,22 +265,23 @@ def classify_source(source: str) -> tuple[str, str]:
 
 def _check_fraction(name: str, value: float) -> None:
     if not 0.0 < value < 1.0:
-        raise DataError(f"{name} must be between 0 and 1 (exclusive), got {value}")
+        raise DataError(f"{{{name}}} must be between 0 and 1 (exclusive), got {value}", name)
 
 
 def _check_md5(md5: str) -> str:
     value = md5.strip().lower()
     if len(value) != 32 or any(c not in "0123456789abcdef" for c in value):
-        raise DataError(f"--md5 {md5!r} is not an MD5 (32 hex digits)")
+        raise DataError(f"{{md5}} {md5!r} is not an MD5 (32 hex digits)", "md5")
     return value
 
 
 def _require_known(classes: list[str], valid: list[str], *, where: str) -> None:
     unknown = [name for name in classes if name not in valid]
     if unknown:
-        raise UnknownClassError(
+        raise UnknownClassError(  # ``where`` is a source, or the {classes} parameter
             f"unknown class name(s) {', '.join(repr(u) for u in unknown)} in {where}; "
-            f"valid names: {', '.join(valid)}"
+            f"valid names: {', '.join(valid)}",
+            "classes",
         )
 
 
@@ -362,14 +369,15 @@ class _StagedSource:
             their_classes = info.get("class_names") if isinstance(info, dict) else None
             if their_classes != classes:
                 raise DataError(
-                    f"{store.uri_for(info_key)} has class_names {their_classes!r}, but --classes "
-                    f"is {classes!r}: labels would change meaning"
+                    f"{store.uri_for(info_key)} has class_names {their_classes!r}, but {{classes}} "
+                    f"is {classes!r}: labels would change meaning",
+                    "classes",
                 )
             if isinstance(info.get("source"), dict):
                 self.description["origin"] = info["source"]
         else:
             # No dataset.json to name the labels: --classes does, from CIFAR-100's names.
-            _require_known(classes, list(CIFAR100_FINE_LABEL_NAMES), where="--classes")
+            _require_known(classes, list(CIFAR100_FINE_LABEL_NAMES), where="{classes}")
         self.train = self._read("train", classes)
         if store.exists(lst_key("validation")):
             self.train += self._read("validation", classes)

@@ -198,6 +198,8 @@ def _checkout(url: str, timeout: float) -> http.client.HTTPConnection:
         if pool:
             return pool.pop()
     parts = urlsplit(url)
+    if not parts.hostname:  # endpoint_url() checked it; this tells the type checker
+        raise ConfigurationError(f"SCONES_ENDPOINT_URL must be an http(s) URL, got {url!r}")
     factory = _NoDelayHTTPSConnection if parts.scheme == "https" else _NoDelayHTTPConnection
     return factory(parts.hostname, parts.port, timeout=timeout)
 

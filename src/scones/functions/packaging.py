@@ -36,11 +36,23 @@ class PackagingError(SconesError):
 
 @dataclass(frozen=True)
 class FunctionPackage:
+    """One Lambda function's deployment zip."""
+
     module: str
     function_name: str
     handler: str
     path: Path
     size: int
+
+    def to_dict(self) -> dict[str, str | int]:
+        """A JSON-ready row (`scones functions package --json`)."""
+        return {
+            "function": self.function_name,
+            "module": self.module,
+            "handler": self.handler,
+            "zip": str(self.path),
+            "bytes": self.size,
+        }
 
 
 def function_source(module: str) -> str:

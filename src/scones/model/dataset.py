@@ -1,6 +1,6 @@
 """Read one split of a staged layout into memory, decoded once, through the shared preprocessing.
 
-Images are decoded with :func:`scones.model.preprocess.decode_image` and resized with
+Images are decoded with :func:`scones.images.decode_image` and resized with
 :func:`~scones.model.preprocess.resize_for` (the endpoint's code), and kept as uint8 pixels:
 training normalises them with :func:`~scones.model.preprocess.normalize_hwc_uint8`, so the
 network sees exactly what the endpoint will feed it.
@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from scones.data.layout import LayoutError, LstEntry, image_key, lst_key, read_lst
-from scones.model.image_stats import image_statistics
-from scones.model.preprocess import ImageDecodeError, Preprocessing, decode_image, resize_for
+from scones.images import ImageDecodeError, decode_image, image_statistics
+from scones.model.preprocess import Preprocessing, resize_for
 from scones.store import ObjectNotFoundError, ObjectStore
 
 # One image of a staged layout is a small PNG or JPEG; refuse anything absurd before decoding.

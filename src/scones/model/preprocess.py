@@ -3,8 +3,9 @@
 Needs only numpy and Pillow, so the endpoint and the Lambda functions run without PyTorch.
 The contract (recorded in every artifact's ``model.json``):
 
-1. Decode PNG or JPEG (any size, RGB, RGBA, palette or greyscale). Images with more than
-   ``max_pixels`` pixels are refused from their header, before any pixel is decoded.
+1. Decode PNG or JPEG (any size, RGB, RGBA, palette or greyscale) with
+   :func:`scones.images.decode_image`: images with more than ``max_pixels`` pixels are
+   refused from their header, before any pixel is decoded.
 2. Convert to RGB; transparency is composited over white.
 3. Resize the whole image (no crop) to ``input_size`` with Pillow's bilinear filter (it
    antialiases when shrinking; a 32x32 CIFAR image is enlarged to 128x128 for the pretrained
@@ -14,31 +15,18 @@ The contract (recorded in every artifact's ``model.json``):
 
 from __future__ import annotations
 
-import io
-import warnings
 from collections.abc import Sequence
 from typing import Literal
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from scones.errors import SconesError
+from scones.images import DEFAULT_MAX_PIXELS, decode_image
 
-# 40 MP: a large phone photo fits, a decompression bomb does not.
-DEFAULT_MAX_PIXELS = 40_000_000
 # CIFAR-100 training-set channel statistics; used when a model does not record its own.
 CIFAR100_MEAN = (0.5071, 0.4865, 0.4409)
 CIFAR100_STD = (0.2673, 0.2564, 0.2762)
-SUPPORTED_FORMATS = ("PNG", "JPEG")
-
-
-class ImageDecodeError(SconesError, ValueError):
-    """Bytes that are not an image we accept; ``code`` is a short machine-readable reason."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
 
 
 class Preprocessing(BaseModel):
@@ -75,68 +63,6 @@ class Preprocessing(BaseModel):
         if min(std) <= 0:
             raise ValueError(f"std must be positive per channel, got {list(std)}")
         return std
-
-
-def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
-    """Decode PNG/JPEG bytes into an RGB image, refusing bombs before decoding pixels."""
-    if not data:
-        raise ImageDecodeError("empty_body", "the image is empty (0 bytes)")
-    try:
-        with warnings.catch_warnings():
-            # Pillow warns on large images; our own pixel limit below is the rule.
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))
-    except Image.DecompressionBombError as exc:
-        # Pillow refuses a header over twice its own limit before ours is checked.
-        raise ImageDecodeError(
-            "image_too_large", f"image is over the limit of {max_pixels} pixels: {exc}"
-        ) from None
-    except (UnidentifiedImageError, OSError, ValueError):
-        # Pillow's own message only repeats the BytesIO repr; ours says what was sent.
-        raise ImageDecodeError(
-            "not_an_image",
-            f"the body is not a PNG or JPEG image ({len(data)} bytes, starting {data[:8]!r})",
-        ) from None
-    if image.format not in SUPPORTED_FORMATS:
-        raise ImageDecodeError(
-            "unsupported_image_format",
-            f"image format {image.format!r} is not supported; send PNG or JPEG",
-        )
-    width, height = image.size
-    if width <= 0 or height <= 0:
-        raise ImageDecodeError("not_an_image", f"image has no pixels ({width}x{height})")
-    if width * height > max_pixels:
-        raise ImageDecodeError(
-            "image_too_large",
-            f"image is {width}x{height} = {width * height} pixels, over the limit of "
-            f"{max_pixels} pixels",
-        )
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image.load()
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
-        raise ImageDecodeError(
-            "corrupt_image", f"the {image.format} image could not be decoded: {exc}"
-        ) from None
-    return to_rgb(image)
-
-
-def to_rgb(image: Image.Image) -> Image.Image:
-    """RGB with transparency composited over white; other modes converted."""
-    if image.mode == "RGB":
-        return image
-    if image.mode == "P" or image.mode in ("LA", "PA") or "transparency" in image.info:
-        image = image.convert("RGBA")
-    if image.mode == "RGBA":
-        background = Image.new("RGBA", image.size, (255, 255, 255, 255))
-        return Image.alpha_composite(background, image).convert("RGB")
-    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
-        # 16-bit greyscale: scale to 8 bits rather than clip.
-        array = np.asarray(image, dtype=np.float64)
-        peak = array.max() or 1.0
-        image = Image.fromarray((array / peak * 255.0).astype(np.uint8), mode="L")
-    return image.convert("RGB")
 
 
 def resize_for(image: Image.Image, prep: Preprocessing) -> Image.Image:

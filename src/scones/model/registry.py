@@ -216,8 +216,15 @@ def promote(store: ObjectStore, name: str, version: int, alias: str = DEFAULT_AL
 # --- resolving references ---------------------------------------------------------------
 
 
-def _extract_cached(archive: Path, digest: str, cache_dir: Path) -> Path:
-    """Extract into ``cache_dir/models/<digest>`` once; concurrent callers race harmlessly."""
+def extract_to_cache(archive: Path, cache_dir: Path, *, digest: str | None = None) -> Path:
+    """The one extraction cache: ``archive`` unpacked once into ``cache_dir/models/<sha256>``.
+
+    Keyed by content, so a changed archive is never served stale; extracted beside the
+    target and renamed, so a concurrent or interrupted run never leaves a half-extracted
+    folder under the final name. ``digest`` is the archive's SHA-256 when already known.
+    """
+    if digest is None:
+        digest = _sha256_of_file(archive)
     target = cache_dir / "models" / digest[:32]
     if (target / MODEL_JSON).is_file():
         return target
@@ -238,7 +245,7 @@ def _extract_cached(archive: Path, digest: str, cache_dir: Path) -> Path:
     return target
 
 
-def _resolve_archive_file(path: Path, cache_dir: Path) -> Path:
+def _sha256_of_file(path: Path) -> str:
     size = path.stat().st_size
     if size > MAX_ARTIFACT_BYTES:
         raise ArtifactError(f"{path} is {size} bytes, over the {MAX_ARTIFACT_BYTES} limit")
@@ -246,7 +253,7 @@ def _resolve_archive_file(path: Path, cache_dir: Path) -> Path:
     with path.open("rb") as stream:
         for chunk in iter(lambda: stream.read(COPY_CHUNK), b""):
             digest.update(chunk)
-    return _extract_cached(path, digest.hexdigest(), cache_dir)
+    return digest.hexdigest()
 
 
 def _resolve_store_object(store: ObjectStore, key: str, ref: str, cache_dir: Path) -> Path:
@@ -272,7 +279,7 @@ def _resolve_store_object(store: ObjectStore, key: str, ref: str, cache_dir: Pat
                     digest.update(chunk)
                     tmp.write(chunk)
             tmp.flush()
-            return _extract_cached(tmp_path, digest.hexdigest(), cache_dir)
+            return extract_to_cache(tmp_path, cache_dir, digest=digest.hexdigest())
         finally:
             tmp_path.unlink(missing_ok=True)
 
@@ -321,7 +328,7 @@ def resolve_model(
         read_card(path)
         return path.resolve()
     if path.is_file():
-        return _resolve_archive_file(path, cache_dir)
+        return extract_to_cache(path, cache_dir)
     if ALIAS_PATTERN.match(ref):
         aliases = read_aliases(store, name)
         if ref in aliases:

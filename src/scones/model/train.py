@@ -25,7 +25,6 @@ import tomllib
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -36,9 +35,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from scones import __version__
 from scones.data.layout import LayoutError, lst_key, read_dataset_info
-from scones.errors import SconesError, UsageError
+from scones.errors import ParameterError, SconesError, UsageError
 from scones.model.artifact import (
-    BASELINE_JSON,
     MODEL_JSON,
     MODEL_ONNX,
     MODEL_WEIGHTS,
@@ -47,7 +45,7 @@ from scones.model.artifact import (
 )
 from scones.model.augment import augment_batch
 from scones.model.backbones import EFFICIENTNET_LITE0, SCRATCH, resolve_weights
-from scones.model.baseline import build_baseline
+from scones.model.baseline import write_baseline
 from scones.model.calibrate import fit_temperature, negative_log_likelihood
 from scones.model.dataset import ImageSet, load_split
 from scones.model.evaluate import classification_metrics, predict_pixels
@@ -66,6 +64,7 @@ from scones.model.transfer import (
     trunk_features,
 )
 from scones.store import ObjectStore
+from scones.times import iso_z, utc_now
 
 ONNX_OPSET = 17
 ONNX_PARITY_TOLERANCE = 1e-4
@@ -160,13 +159,19 @@ def load_config(path: Path) -> dict[str, Any]:
     try:
         text = path.read_text()
     except OSError as exc:
-        raise UsageError(f"--config {path}: cannot read it: {exc}") from None
+        raise ParameterError(
+            f"{{config_file}} {path}: cannot read it: {exc}", "config_file"
+        ) from None
     try:
         data = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
     except (ValueError, tomllib.TOMLDecodeError) as exc:
-        raise UsageError(f"--config {path}: not valid {path.suffix or 'JSON'}: {exc}") from None
+        raise ParameterError(
+            f"{{config_file}} {path}: not valid {path.suffix or 'JSON'}: {exc}", "config_file"
+        ) from None
     if not isinstance(data, dict):
-        raise UsageError(f"--config {path}: expected a table of hyperparameters")
+        raise ParameterError(
+            f"{{config_file}} {path}: expected a table of hyperparameters", "config_file"
+        )
     return data
 
 
@@ -197,9 +202,13 @@ def select_device(name: str) -> torch.device:
     try:
         device = torch.device(name)
     except RuntimeError:
-        raise UsageError(f"--device {name!r} is not a device (auto, cpu, cuda, cuda:N)") from None
+        raise ParameterError(
+            f"{{device}} {name!r} is not a device (auto, cpu, cuda, cuda:N)", "device"
+        ) from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise UsageError(f"--device {name!r}: CUDA is not available on this machine")
+        raise ParameterError(
+            f"{{device}} {name!r}: CUDA is not available on this machine", "device"
+        )
     return device
 
 
@@ -670,13 +679,6 @@ def write_artifact(
         data.class_names,
         target_precision=target_precision,
     )
-    baseline = build_baseline(
-        class_names=data.class_names,
-        labels=data.validation.labels,
-        probabilities=probabilities,
-        statistics=data.validation.statistics,
-    )
-    (model_dir / BASELINE_JSON).write_text(json.dumps(baseline))
     card.metrics = {
         "split": "validation",
         "n": metrics["n"],
@@ -702,7 +704,7 @@ def write_artifact(
     }
     card.data_fingerprint = data.fingerprint
     card.code_version = code_version()
-    card.created_at = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    card.created_at = iso_z(utc_now())
     (model_dir / MODEL_JSON).write_text(card.model_dump_json(indent=2))
     return TrainedModel(model_dir, card, metrics)
 
@@ -721,4 +723,13 @@ def train_model(
     prep = prep or preprocessing_for(config)
     data = load_training_data(store, prep, prefix)
     result = fit(config, data, prep, on_epoch=on_epoch)
-    return write_artifact(result, data, config, prep, model_dir, name=name)
+    trained = write_artifact(result, data, config, prep, model_dir, name=name)
+    write_baseline(
+        model_dir,
+        store,
+        class_names=data.class_names,
+        prep=prep,
+        validation=data.validation,
+        prefix=prefix,
+    )
+    return trained

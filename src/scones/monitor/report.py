@@ -1,4 +1,5 @@
-"""The monitor's outputs: report.html, confidence.png, summary.json, constraint_violations.json.
+"""`scones monitor`, the rendering half: report.html, confidence.png, summary.json and
+constraint_violations.json from a computed :class:`~scones.monitor.runner.MonitorResult`.
 
 Charts are drawn with matplotlib's Agg backend (no display) and embedded in the HTML as
 base64 PNGs, so the report is one file that reads offline. Every output is written to a
@@ -20,12 +21,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from scones.errors import SconesError
-from scones.model.image_stats import IMAGE_STAT_NAMES
+from scones.images import IMAGE_STAT_NAMES
+from scones.monitor.drift import Baseline
+from scones.monitor.runner import MonitorOptions, MonitorResult, run_monitor
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
-
-    from scones.monitor.runner import MonitorResult
 
 REPORT_HTML = "report.html"
 CONFIDENCE_PNG = "confidence.png"
@@ -38,6 +39,13 @@ BASELINE_COLOUR = "#999999"
 
 class ReportError(SconesError):
     """The report folder cannot be written."""
+
+
+def monitor_report(options: MonitorOptions, out_dir: Path) -> MonitorResult:
+    """Run the monitor and write its four outputs into ``out_dir``; the result lists them."""
+    result = run_monitor(options)
+    result.written = write_outputs(out_dir, result)
+    return result
 
 
 def write_outputs(out_dir: Path, result: MonitorResult) -> list[Path]:
@@ -101,8 +109,13 @@ def render_png(figure: Figure) -> bytes:
     return buffer.getvalue()
 
 
-def _times(timestamps: list[float]) -> list[datetime]:
-    return [datetime.fromtimestamp(t, tz=UTC) for t in timestamps]
+def _times(timestamps: list[float]) -> np.ndarray:
+    """POSIX seconds as numpy UTC datetimes, which matplotlib plots on a date axis."""
+    return (np.asarray(timestamps, dtype=np.float64) * 1000).astype("datetime64[ms]")
+
+
+def _iso_times(starts: list[str]) -> np.ndarray:
+    return _times([datetime.fromisoformat(start).timestamp() for start in starts])
 
 
 def _date_axis(axes: Any, first: float | None, last: float | None) -> None:
@@ -172,11 +185,10 @@ def confidence_figure(result: MonitorResult) -> Figure:
     return figure
 
 
-def _bucket_times(summary: dict[str, Any]) -> tuple[list[datetime], float, list[dict[str, Any]]]:
+def _bucket_times(summary: dict[str, Any]) -> tuple[np.ndarray, float, list[dict[str, Any]]]:
     series = summary["series"]
     buckets = series["buckets"]
-    starts = [datetime.fromisoformat(b["start"]) for b in buckets]
-    return starts, float(series["bucket_seconds"]), buckets
+    return _iso_times([b["start"] for b in buckets]), float(series["bucket_seconds"]), buckets
 
 
 def volume_figure(summary: dict[str, Any]) -> Figure:
@@ -212,8 +224,8 @@ def volume_figure(summary: dict[str, Any]) -> Figure:
             color=BASELINE_COLOUR,
             label="no prediction",
         )
-    first = starts[0].timestamp()
-    _date_axis(axes, first, starts[-1].timestamp() + seconds)
+    first = datetime.fromisoformat(buckets[0]["start"]).timestamp()
+    _date_axis(axes, first, datetime.fromisoformat(buckets[-1]["start"]).timestamp() + seconds)
     unit = "minute" if seconds == 60 else "hour"
     axes.set_title(f"Requests per {unit}", fontsize=10)
     axes.set_ylabel("requests")
@@ -233,12 +245,14 @@ def class_mix_figure(summary: dict[str, Any]) -> Figure:
         return figure
     width = seconds / 86400 * 0.9
     bottoms = np.zeros(len(predicted))
-    times = [datetime.fromisoformat(b["start"]) for b in predicted]
+    times = _iso_times([b["start"] for b in predicted])
+    first = datetime.fromisoformat(predicted[0]["start"]).timestamp()
+    last = datetime.fromisoformat(predicted[-1]["start"]).timestamp()
     for name in names:
         shares = np.array([b["class_counts"].get(name, 0) / b["predictions"] for b in predicted])
         axes.bar(times, shares, width=width, align="edge", bottom=bottoms, label=name)
         bottoms += shares
-    _date_axis(axes, times[0].timestamp(), times[-1].timestamp() + seconds)
+    _date_axis(axes, first, last + seconds)
     axes.set_ylim(0, 1)
     axes.set_ylabel("share of predictions")
     axes.set_title("Predicted class mix over time", fontsize=10)
@@ -246,7 +260,7 @@ def class_mix_figure(summary: dict[str, Any]) -> Figure:
     return figure
 
 
-def histogram_figure(summary: dict[str, Any], baseline: dict[str, Any] | None) -> Figure:
+def histogram_figure(summary: dict[str, Any], baseline: Baseline | None) -> Figure:
     """Live top-confidence histogram against the baseline's (shares)."""
     figure = _figure()
     axes = figure.add_subplot()
@@ -262,8 +276,8 @@ def histogram_figure(summary: dict[str, Any], baseline: dict[str, Any] | None) -
             color=PASSED_COLOUR,
             label="live",
         )
-    if baseline and isinstance(baseline.get("confidence_histogram"), list):
-        reference = np.array(baseline["confidence_histogram"], dtype=np.float64)
+    if baseline is not None:
+        reference = np.array(baseline.confidence_counts, dtype=np.float64)
         if reference.sum() and len(reference) == len(centres):
             axes.bar(
                 centres - width / 2,
@@ -288,12 +302,13 @@ def image_stats_figure(result: MonitorResult) -> Figure | None:
     aggregator = result.aggregator
     if not aggregator.decoded_images:
         return None
-    baseline_stats = (result.baseline.baseline or {}).get("image_stats") or {}
+    baseline = result.baseline.baseline
+    baseline_stats = baseline.image_stats if baseline is not None else {}
     figure = _figure(12.0, 2.8)
     panels = figure.subplots(1, len(IMAGE_STAT_NAMES))
     for axes, name in zip(panels, IMAGE_STAT_NAMES, strict=True):
         live = aggregator.image_stat_sample(name)
-        reference = np.asarray(baseline_stats.get(name) or [], dtype=np.float64)
+        reference = baseline_stats.get(name, np.empty(0))
         values = np.concatenate([live, reference]) if len(reference) else live
         low, high = float(values.min()), float(values.max())
         if high <= low:
@@ -368,9 +383,12 @@ def render_html(result: MonitorResult, charts: dict[str, bytes]) -> str:
                 "files read / failed",
                 f"{reader['files_read']} / {sum(reader['files_failed'].values())}",
             ),
+            ("model", model["label"]),
             (
-                "model",
-                f"{model['name']} v{model['version']}" if model["name"] else model["reference"],
+                "baseline",
+                f"{model['baseline_split']} split, {model['baseline_n']} images"
+                if model["baseline"]
+                else "none",
             ),
         ]
     )

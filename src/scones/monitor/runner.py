@@ -1,31 +1,33 @@
-"""`scones monitor`: read the capture, aggregate, test drift, write the report.
+"""`scones monitor`, the computing half: read the capture, aggregate, test drift.
 
-The typed entry point is :func:`run_monitor`; the CLI only parses flags into
-:class:`MonitorOptions` and prints the result.
+:func:`run_monitor` returns a typed :class:`MonitorResult` and writes nothing; the caller
+renders it (:mod:`scones.monitor.report` writes the four files, the dashboard serves JSON).
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from scones.errors import SconesError, UsageError
 from scones.model.artifact import ArtifactError, read_baseline, read_card
+from scones.model.registry import resolve_model
+from scones.monitor.aggregate import MonitorConfig, TrafficAggregator
 from scones.monitor.capture_reader import (
     CaptureFile,
     ReadCounters,
     iter_capture_records,
     list_capture_files,
 )
-from scones.monitor.stats import (
+from scones.monitor.drift import (
+    Baseline,
+    BaselineProblem,
+    DriftReport,
     DriftThresholds,
-    MonitorConfig,
-    TrafficAggregator,
-    constraint_violations,
     evaluate_drift,
+    parse_baseline,
 )
 from scones.settings import get_settings
 from scones.store import open_store
@@ -35,8 +37,6 @@ VIOLATION_EXIT_CODE = 3
 DEFAULT_MODEL_REF = "production"
 # Below this much capture, starting worker processes costs more than it saves.
 PARALLEL_MIN_BYTES = 256 * 1024 * 1024
-_RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhdw])$")
-_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
 class MonitorError(SconesError):
@@ -47,7 +47,6 @@ class MonitorError(SconesError):
 class MonitorOptions:
     capture_uri: str
     endpoint_name: str | None
-    out_dir: Path | None = None
     since: datetime | None = None
     until: datetime | None = None
     threshold: float = 0.93
@@ -69,9 +68,18 @@ class BaselineSource:
     model_name: str | None = None
     model_version: int | None = None
     class_names: list[str] | None = None
-    baseline: dict[str, Any] | None = None
+    baseline: Baseline | None = None
     skipped_reason: str | None = None
     reference: str | None = None
+
+    @property
+    def label(self) -> str | None:
+        """How a report names the model: ``name vN`` once registered, else where it is."""
+        if self.model_name is None:
+            return self.reference
+        if self.model_version is None:
+            return f"{self.model_name} (unregistered: {self.model_dir})"
+        return f"{self.model_name} v{self.model_version}"
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -79,56 +87,37 @@ class BaselineSource:
             "path": str(self.model_dir) if self.model_dir else None,
             "name": self.model_name,
             "version": self.model_version,
+            "label": self.label,
             "baseline": self.baseline is not None,
+            "baseline_split": self.baseline.split if self.baseline else None,
+            "baseline_n": self.baseline.n if self.baseline else None,
             "skipped_reason": self.skipped_reason,
         }
 
 
 @dataclass
 class MonitorResult:
+    """Everything one run computed; rendering it is the caller's part."""
+
     summary: dict[str, Any]
-    violations: dict[str, Any]
+    drift: DriftReport
     aggregator: TrafficAggregator
     baseline: BaselineSource
     written: list[Path] = field(default_factory=list)
 
     @property
+    def violations(self) -> dict[str, Any]:
+        """constraint_violations.json: SageMaker Model Monitor's shape."""
+        return self.drift.constraint_violations()
+
+    @property
     def exit_code(self) -> int:
-        return VIOLATION_EXIT_CODE if self.violations["violations"] else 0
-
-
-def parse_age(value: str) -> timedelta | None:
-    """An age such as ``90m``, ``24h``, ``7d`` (units s, m, h, d, w); None when not one."""
-    match = _RELATIVE.match(value.strip().lower())
-    if match is None:
-        return None
-    return timedelta(seconds=float(match[1]) * _UNIT_SECONDS[match[2]])
-
-
-def parse_time_flag(
-    flag: str, value: str | None, *, now: datetime | None = None
-) -> datetime | None:
-    """``--since``/``--until``: ISO 8601 (UTC if no zone) or an age such as ``90m``, ``7d``."""
-    if value is None or value == "":
-        return None
-    text = value.strip()
-    age = parse_age(text)
-    if age is not None:
-        return (now or datetime.now(UTC)) - age
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise UsageError(
-            f"{flag} {value!r} is not a time: use ISO 8601 (2026-11-26T15:00:00Z) or an age "
-            "such as 30m, 24h, 7d"
-        ) from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+        return VIOLATION_EXIT_CODE if self.drift.violated else 0
 
 
 def resolve_baseline(options: MonitorOptions) -> BaselineSource:
-    """The model and baseline.json that ``--model`` names (default: production)."""
-    from scones.serving.model_ref import resolve_model_dir
-
+    """The model and baseline.json that ``--model`` names (default: production), resolved
+    by the model registry's rules (version, alias, store URI or local path)."""
     explicit = options.model_ref is not None
     reference = options.model_ref if explicit else DEFAULT_MODEL_REF
     assert reference is not None
@@ -137,7 +126,7 @@ def resolve_baseline(options: MonitorOptions) -> BaselineSource:
         store = open_store(
             options.store_uri or get_settings().store, s3_endpoint_url=options.s3_endpoint_url
         )
-        model_dir = resolve_model_dir(
+        model_dir = resolve_model(
             reference,
             store=store,
             cache_dir=options.cache_dir,
@@ -160,15 +149,20 @@ def resolve_baseline(options: MonitorOptions) -> BaselineSource:
         reference=reference,
     )
     try:
-        source.baseline = read_baseline(model_dir)
+        document = read_baseline(model_dir)
     except (ValueError, OSError, ArtifactError) as exc:
         source.skipped_reason = f"drift skipped: {model_dir}/baseline.json is unreadable ({exc})"
         return source
-    if source.baseline is None:
+    if document is None:
         source.skipped_reason = (
-            f"drift skipped: model {card.name} v{card.version} ({model_dir}) has no "
+            f"drift skipped: model {source.label} ({model_dir}) has no "
             "baseline.json (an artifact made before baselines existed)"
         )
+        return source
+    try:
+        source.baseline = parse_baseline(document)
+    except BaselineProblem as exc:
+        source.skipped_reason = f"baseline.json is unusable: {exc}"
     return source
 
 
@@ -230,12 +224,19 @@ def _aggregate_in_parallel(
 def run_monitor(
     options: MonitorOptions, *, baseline: BaselineSource | None = None
 ) -> MonitorResult:
-    """Read every capture record in the window, aggregate, test drift, write the outputs.
+    """Read every capture record in the window, aggregate and test drift; writes nothing.
 
     ``baseline`` skips resolving ``--model`` again (the dashboard resolves it once).
     """
     if not 0.0 <= options.threshold <= 1.0:
         raise UsageError(f"--threshold {options.threshold} is outside 0..1")
+    thresholds = options.thresholds
+    for flag, p_value in (
+        ("--chi2-p-value", thresholds.chi2_p_value),
+        ("--ks-p-value", thresholds.ks_p_value),
+    ):
+        if not 0.0 < p_value <= 1.0:
+            raise UsageError(f"{flag} {p_value} is outside 0..1 (a significance level)")
     if options.since and options.until and options.since > options.until:
         raise UsageError(
             f"--since {options.since.isoformat()} is after --until {options.until.isoformat()}"
@@ -267,14 +268,13 @@ def run_monitor(
             )
         )
     drift = evaluate_drift(
-        aggregator,
+        aggregator.live_traffic(),
         baseline.baseline,
         options.thresholds,
         skipped_reason=baseline.skipped_reason,
     )
-    if aggregator.records == 0 and drift["status"] != "violations":
-        drift["status"] = "skipped"
-        drift["skipped_reason"] = drift["skipped_reason"] or "no traffic in the window"
+    if aggregator.records == 0:
+        drift = drift.skipped("no traffic in the window")
     summary: dict[str, Any] = {
         "format_version": 1,
         "generated_at": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
@@ -287,15 +287,9 @@ def run_monitor(
         "model": baseline.as_dict(),
         **aggregator.summary(),
         "reader": counters.as_dict(),
-        "drift": drift,
+        "drift": drift.as_dict(),
     }
     if aggregator.records == 0:
         where = capture_store.uri_for(options.endpoint_name or "")
         summary["message"] = f"no capture records under {where} in the window"
-    violations = constraint_violations(drift)
-    result = MonitorResult(summary, violations, aggregator, baseline)
-    if options.out_dir is not None:
-        from scones.monitor.report import write_outputs
-
-        result.written = write_outputs(options.out_dir, result)
-    return result
+    return MonitorResult(summary, drift, aggregator, baseline)

@@ -4,7 +4,9 @@ Shape (as LitServe's): set up once (load the model in the background; ``/ping`` 
 it is ready), then per request decode -> predict -> encode. Small images (camera thumbnails,
 CIFAR-sized) are decoded on the event loop, larger ones in a thread pool; inference runs in the
 micro-batching worker thread, never on the loop. POST /invocations bypasses FastAPI's routing
-(``InvocationsFastPath``). Every bad input is a 4xx with ``{"error": code, "message": text}``,
+(``InvocationsFastPath``), as does SageMaker Runtime's
+``POST /endpoints/{endpoint-name}/invocations``, so boto3's ``invoke_endpoint`` works against
+it by ``endpoint_url``. Every bad input is a 4xx with ``{"error": code, "message": text}``,
 never a 5xx.
 """
 
@@ -14,7 +16,6 @@ import asyncio
 import json
 import logging
 import os
-import struct
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -31,34 +32,36 @@ from starlette.requests import ClientDisconnect
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from scones.images import IMAGE_CONTENT_TYPES, ImageDecodeError, declared_pixels
 from scones.model.artifact import ModelCard, OnnxClassifier, read_card
-from scones.model.preprocess import ImageDecodeError, preprocess_bytes
-from scones.serving.batcher import BatcherClosedError, MicroBatcher
+from scones.model.preprocess import preprocess_bytes
+from scones.serving.batcher import BatchClock, BatcherClosedError, MicroBatcher
 from scones.serving.capture import CaptureConfig, CaptureWriter
 from scones.serving.config import ServeConfig
 from scones.serving.metrics import PROMETHEUS_CONTENT_TYPE, ServingMetrics
 
 logger = logging.getLogger(__name__)
 
-IMAGE_CONTENT_TYPES = ("image/png", "image/jpeg", "application/x-image")
 CUSTOM_ATTRIBUTES_HEADER = "X-Amzn-SageMaker-Custom-Attributes"
 INFERENCE_ID_HEADER = "X-Amzn-SageMaker-Inference-Id"
 INFERENCE_ID_QUERY = "inferenceId"
 # SageMaker's limits on these two headers.
 MAX_CUSTOM_ATTRIBUTES_CHARS = 1024
 MAX_INFERENCE_ID_CHARS = 64
-# After a body passes the limit we keep reading (and discarding) up to this many bytes, so
-# an ordinary client gets its 413 instead of a connection reset mid-upload.
-DRAIN_FACTOR = 2
+# A request refused before its body was read (413, 415, ...) still has its body on the way:
+# most clients (urllib, requests, boto3) send all of it before reading the answer, and a
+# server that closes with unread bytes makes the kernel send a reset, so they would see
+# "connection reset" instead of our answer. We read and discard up to this many times the
+# body limit, for at most DRAIN_TIMEOUT_S, before answering (a client that sent
+# Expect: 100-continue waits for our go-ahead instead, so nothing is read for it).
+DRAIN_FACTOR = 4
+DRAIN_TIMEOUT_S = 10.0
 # Decoding a PNG/JPEG mostly releases the GIL, so a few threads decode in parallel.
 DECODE_THREADS = max(2, min(8, os.cpu_count() or 2))
 # Images up to this size are decoded on the event loop (well under a millisecond, cheaper than
 # a thread hop); larger ones in the decode pool, so a big photo never stalls other requests.
 INLINE_DECODE_MAX_PIXELS = 128 * 128
 INLINE_DECODE_MAX_BYTES = 256 * 1024
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-# Start-of-frame markers (SOF0-SOF15 without DHT, JPG and DAC) carry the image size.
-_JPEG_SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
 # How long a request that arrives during model loading waits for it before a 503.
 MODEL_LOAD_WAIT_S = 30.0
 # Route labels for metrics; anything else counts as "other" (no unbounded label values).
@@ -104,8 +107,9 @@ def resolve_intra_op_threads(requested: int) -> int:
 class EndpointState:
     """What the app holds between requests: model, batcher, capture writer, metrics."""
 
-    def __init__(self, config: ServeConfig) -> None:
+    def __init__(self, config: ServeConfig, *, batch_clock: BatchClock | None = None) -> None:
         self.config = config
+        self._batch_clock = batch_clock
         self.card: ModelCard = read_card(config.model_dir)
         version = "" if self.card.version is None else str(self.card.version)
         self.metrics = ServingMetrics(self.card.name, version, config.endpoint_name)
@@ -167,6 +171,7 @@ class EndpointState:
             max_batch_size=self.config.max_batch_size,
             max_batch_delay_s=self.config.max_batch_delay_ms / 1000.0,
             on_batch=self.metrics.observe_batch,
+            clock=self._batch_clock,
         )
         self._ready.set()
         self.metrics.set_loaded(True)
@@ -182,17 +187,15 @@ class EndpointState:
         if self._loop is not None and self._settled is not None:
             self._loop.call_soon_threadsafe(self._settled.set)
 
-    async def wait_loaded(self, timeout_s: float) -> bool:
-        """Wait (without blocking the loop) until the model loaded; False if it cannot."""
-        if self.ready:
-            return True
-        if self._settled is None or self.load_error:
-            return False
-        try:
-            await asyncio.wait_for(self._settled.wait(), timeout_s)
-        except TimeoutError:
-            return False
-        return self.ready
+    async def wait_loaded(self, timeout_s: float) -> MicroBatcher | None:
+        """Wait (without blocking the loop) until the model loaded: its batcher, or None if
+        it failed to load or is still loading after ``timeout_s``."""
+        if self.batcher is None and self._settled is not None and not self.load_error:
+            try:
+                await asyncio.wait_for(self._settled.wait(), timeout_s)
+            except TimeoutError:
+                return None
+        return self.batcher
 
     def stop(self) -> None:
         """Graceful shutdown: finish queued inferences, then flush every capture record."""
@@ -221,8 +224,10 @@ class MetricsMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        path = scope.get("path", "")
+        path = scope["path"]
         label = path if path in _KNOWN_PATHS else "other"
+        if label == "other" and runtime_endpoint_name(path) is not None:
+            label = "/invocations"  # the same handler, by SageMaker Runtime's path
         started = time.perf_counter()
         status = 500
 
@@ -315,6 +320,29 @@ def _check_request_headers(
     return content_type, custom, inference_id
 
 
+async def _discard(stream: AsyncIterator[bytes], read: int, limit: int) -> int:
+    """Read and drop the rest of a refused body (bounded in bytes and time); bytes read."""
+    try:
+        async with asyncio.timeout(DRAIN_TIMEOUT_S):
+            async for chunk in stream:
+                read += len(chunk)
+                if read > DRAIN_FACTOR * limit:
+                    break
+    except (TimeoutError, ClientDisconnect):
+        pass  # answer anyway: this client may see a reset, the server is not held up
+    return read
+
+
+async def _discard_unread_body(request: Request, limit: int) -> None:
+    """Before refusing a request whose body was not read: let the client finish sending."""
+    if request.headers.get("expect", "").strip().lower() == "100-continue":
+        return  # the client sends nothing until we ask (and we do not)
+    length = request.headers.get("content-length", "").strip()
+    if length.isdigit() and int(length) > DRAIN_FACTOR * limit:
+        return  # too much to read for nothing: answer at once
+    await _discard(request.stream(), 0, limit)
+
+
 async def _read_body(request: Request, limit: int) -> bytes:
     """The body, counting streamed bytes (Content-Length may be absent or wrong)."""
     chunks: list[bytes] = []
@@ -323,10 +351,7 @@ async def _read_body(request: Request, limit: int) -> bytes:
     async for chunk in stream:
         total += len(chunk)
         if total > limit:
-            async for extra in stream:  # drain a bounded amount so the client reads its 413
-                total += len(extra)
-                if total > DRAIN_FACTOR * limit:
-                    break
+            total = await _discard(stream, total, limit)
             raise RequestProblem(
                 413,
                 "payload_too_large",
@@ -336,30 +361,11 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def _declared_pixels(body: bytes) -> int | None:
-    """Width x height from a PNG or baseline/progressive JPEG header, read from the bytes
-    (no decoder); None when unsure. Only picks where to decode: decoding checks for real."""
-    if body.startswith(PNG_SIGNATURE) and body[12:16] == b"IHDR" and len(body) >= 24:
-        width, height = struct.unpack(">II", body[16:24])
-        return width * height
-    if not body.startswith(b"\xff\xd8"):
-        return None
-    position = 2
-    while position + 9 <= len(body) and body[position] == 0xFF:
-        marker = body[position + 1]
-        if marker in _JPEG_SOF_MARKERS:
-            height, width = struct.unpack(">HH", body[position + 5 : position + 9])
-            return width * height
-        (length,) = struct.unpack(">H", body[position + 2 : position + 4])
-        position += 2 + length
-    return None
-
-
 def _is_small_image(body: bytes) -> bool:
     """Whether the image's header declares few enough pixels to decode on the event loop."""
     if len(body) > INLINE_DECODE_MAX_BYTES:
         return False
-    pixels = _declared_pixels(body)
+    pixels = declared_pixels(body)
     return pixels is not None and pixels <= INLINE_DECODE_MAX_PIXELS
 
 
@@ -380,7 +386,13 @@ async def handle_invocation(state: EndpointState, request: Request) -> Response:
         )
     state.in_flight += 1
     try:
-        content_type, custom, inference_id = _check_request_headers(request, config.max_body_bytes)
+        try:
+            content_type, custom, inference_id = _check_request_headers(
+                request, config.max_body_bytes
+            )
+        except RequestProblem:
+            await _discard_unread_body(request, config.max_body_bytes)
+            raise
         if custom is not None:
             echo[CUSTOM_ATTRIBUTES_HEADER] = custom
         body = await _read_body(request, config.max_body_bytes)
@@ -388,10 +400,10 @@ async def handle_invocation(state: EndpointState, request: Request) -> Response:
             raise RequestProblem(400, "empty_body", "the request body is empty (0 bytes)")
         # A request that arrives while the model loads (another worker answered /ping)
         # waits for it rather than failing.
-        if not await state.wait_loaded(MODEL_LOAD_WAIT_S) or state.batcher is None:
+        batcher = await state.wait_loaded(MODEL_LOAD_WAIT_S)
+        if batcher is None:
             reason = state.load_error or "the model is still loading"
             return error_response(503, "model_not_loaded", reason, **echo)
-        batcher = state.batcher
         prep = state.card.preprocessing
         try:
             if _is_small_image(body):
@@ -438,20 +450,43 @@ class InvocationsFastPath:
         self.state = state
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if (
-            scope["type"] == "http"
-            and scope["path"] == "/invocations"
-            and scope["method"] == "POST"
-        ):
-            response = await handle_invocation(self.state, Request(scope, receive))
-            await response(scope, receive, send)
-            return
+        if scope["type"] == "http" and scope["method"] == "POST":
+            path = scope["path"]
+            if path == "/invocations":
+                response = await handle_invocation(self.state, Request(scope, receive))
+                await response(scope, receive, send)
+                return
+            name = runtime_endpoint_name(path)
+            if name is not None:  # SageMaker Runtime's InvokeEndpoint path (boto3, the CLI)
+                if name == self.state.config.endpoint_name:
+                    response = await handle_invocation(self.state, Request(scope, receive))
+                else:
+                    response = error_response(
+                        404,
+                        "endpoint_not_found",
+                        f"endpoint {name!r} is not served here; this is "
+                        f"{self.state.config.endpoint_name!r}",
+                    )
+                await response(scope, receive, send)
+                return
         await self.app(scope, receive, send)
 
 
-def create_app(config: ServeConfig) -> FastAPI:
-    """The endpoint app for one process (its own model, batcher, capture writer, metrics)."""
-    state = EndpointState(config)
+def runtime_endpoint_name(path: str) -> str | None:
+    """The name in ``/endpoints/{name}/invocations``, else None."""
+    prefix, suffix = "/endpoints/", "/invocations"
+    if path.startswith(prefix) and path.endswith(suffix):
+        name = path[len(prefix) : -len(suffix)]
+        if name and "/" not in name:
+            return name
+    return None
+
+
+def create_app(config: ServeConfig, *, batch_clock: BatchClock | None = None) -> FastAPI:
+    """The endpoint app for one process (its own model, batcher, capture writer, metrics).
+
+    ``batch_clock`` times the batch delay (real time by default; tests move it by hand)."""
+    state = EndpointState(config, batch_clock=batch_clock)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -546,7 +581,9 @@ def create_app(config: ServeConfig) -> FastAPI:
         },
     )
     async def invocations(request: Request) -> Response:
-        # Served by InvocationsFastPath; this route documents it and is its fallback.
+        # Only documents POST /invocations in /docs and /openapi.json: InvocationsFastPath
+        # answers every such request before routing, so this body is not reached while the
+        # middleware is installed; it delegates to the same handler rather than diverge.
         return await handle_invocation(state, request)
 
     return app

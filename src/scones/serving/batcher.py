@@ -9,12 +9,13 @@ runs on that thread, never on the event loop; ONNX Runtime releases the GIL whil
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
@@ -28,14 +29,31 @@ class BatcherClosedError(RuntimeError):
     """The batcher is stopping or stopped and takes no new work."""
 
 
+class BatchClock(Protocol):
+    """Time for the batch delay; injectable so tests move it by hand instead of sleeping."""
+
+    def now(self) -> float: ...
+
+    def wait(self, condition: threading.Condition, timeout: float) -> None:
+        """Called holding ``condition``: return after ``timeout`` seconds or when notified."""
+        ...
+
+
+class MonotonicClock:
+    """Real time."""
+
+    def now(self) -> float:
+        return time.monotonic()
+
+    def wait(self, condition: threading.Condition, timeout: float) -> None:
+        condition.wait(timeout)
+
+
 @dataclass
 class _Pending:
     array: np.ndarray
     future: Future[np.ndarray]
-    enqueued_at: float = field(default_factory=time.monotonic)
-
-
-_STOP = object()
+    enqueued_at: float
 
 
 class MicroBatcher:
@@ -52,6 +70,7 @@ class MicroBatcher:
         max_batch_delay_s: float = 0.002,
         on_batch: BatchObserver | None = None,
         name: str = "scones-batcher",
+        clock: BatchClock | None = None,
     ) -> None:
         if max_batch_size < 1:
             raise ValueError(f"max_batch_size must be >= 1, got {max_batch_size}")
@@ -61,65 +80,53 @@ class MicroBatcher:
         self.max_batch_size = max_batch_size
         self.max_batch_delay_s = max_batch_delay_s
         self._on_batch = on_batch
-        self._queue: queue.SimpleQueue[_Pending | object] = queue.SimpleQueue()
+        self._clock: BatchClock = clock or MonotonicClock()
+        self._pending: deque[_Pending] = deque()
+        self._changed = threading.Condition()  # guards _pending and _closed
         self._closed = False
-        self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
     def submit(self, array: np.ndarray) -> Future[np.ndarray]:
         future: Future[np.ndarray] = Future()
-        with self._lock:
+        with self._changed:
             if self._closed:
                 raise BatcherClosedError("the model worker is shutting down")
-            self._queue.put(_Pending(array, future))
+            self._pending.append(_Pending(array, future, self._clock.now()))
+            self._changed.notify()
         return future
 
     def close(self, timeout: float | None = 30.0) -> None:
         """Stop taking work, finish everything already queued, join the worker."""
-        with self._lock:
+        with self._changed:
             if self._closed:
                 return
             self._closed = True
-            self._queue.put(_STOP)
+            self._changed.notify()
         self._thread.join(timeout)
 
     # --- worker thread -------------------------------------------------------------------
 
     def _run(self) -> None:
-        stopping = False
-        while not stopping:
-            first = self._queue.get()
-            if first is _STOP:
-                break
-            assert isinstance(first, _Pending)
-            batch = [first]
-            deadline = first.enqueued_at + self.max_batch_delay_s
-            while len(batch) < self.max_batch_size:
-                remaining = deadline - time.monotonic()
-                try:
-                    # Take what is already queued without waiting; wait only within the delay.
-                    item = (
-                        self._queue.get(timeout=remaining)
-                        if remaining > 0
-                        else self._queue.get_nowait()
-                    )
-                except queue.Empty:
-                    break
-                if item is _STOP:
-                    stopping = True
-                    break
-                assert isinstance(item, _Pending)
-                batch.append(item)
+        while (batch := self._next_batch()) is not None:
             self._run_batch(batch)
-        # Anything still queued after the stop marker (none, as submit refuses after close).
-        while True:
-            try:
-                item = self._queue.get_nowait()
-            except queue.Empty:
-                break
-            if isinstance(item, _Pending):
-                self._run_batch([item])
+
+    def _next_batch(self) -> list[_Pending] | None:
+        """The next batch; None once closed and drained. Waits for company only within the
+        delay after the batch's first request arrived, and not at all once closing."""
+        with self._changed:
+            while not self._pending:
+                if self._closed:
+                    return None
+                self._changed.wait()
+            deadline = self._pending[0].enqueued_at + self.max_batch_delay_s
+            while len(self._pending) < self.max_batch_size and not self._closed:
+                remaining = deadline - self._clock.now()
+                if remaining <= 0:
+                    break
+                self._clock.wait(self._changed, remaining)
+            size = min(len(self._pending), self.max_batch_size)
+            return [self._pending.popleft() for _ in range(size)]
 
     def _run_batch(self, batch: list[_Pending]) -> None:
         live = [item for item in batch if item.future.set_running_or_notify_cancel()]

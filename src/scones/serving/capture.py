@@ -27,8 +27,9 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from scones.errors import UsageError
+from scones.errors import ParameterError, UsageError
 from scones.store import ObjectStore, join_key
+from scones.times import iso_z
 
 logger = logging.getLogger(__name__)
 
@@ -56,28 +57,29 @@ def parse_capture_options(text: str) -> frozenset[CaptureOption]:
     for raw in text.split(","):
         name = raw.strip().lower()
         if name not in by_name:
-            raise UsageError(
-                f"--capture-options: {raw.strip()!r} is not a capture option in {text!r}; "
-                "use Input, Output or Input,Output"
+            raise ParameterError(
+                f"{{capture_options}}: {raw.strip()!r} is not a capture option in {text!r}; "
+                "use Input, Output or Input,Output",
+                "capture_options",
             )
         options.add(by_name[name])
     return frozenset(options)
 
 
-def validate_sagemaker_name(what: str, name: str) -> str:
+def validate_sagemaker_name(parameter: str, name: str) -> str:
+    """``name``, when SageMaker accepts it as an endpoint or variant name."""
     if not _SAGEMAKER_NAME.match(name):
-        raise UsageError(
-            f"{what} {name!r} is not a valid SageMaker name: 1-63 letters, digits or hyphens, "
-            "starting and ending with a letter or digit"
+        raise ParameterError(
+            f"{{{parameter}}} {name!r} is not a valid SageMaker name: 1-63 letters, digits or "
+            "hyphens, starting and ending with a letter or digit",
+            parameter,
         )
     return name
 
 
 def format_inference_time(moment: datetime) -> str:
     """ISO-8601 UTC with milliseconds and a Z, as SageMaker writes ``inferenceTime``."""
-    return (
-        moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
-    )
+    return iso_z(moment, "milliseconds")
 
 
 def _encoding_for(content_type: str) -> str:
@@ -146,14 +148,17 @@ class CaptureConfig:
     max_write_attempts: int = DEFAULT_MAX_WRITE_ATTEMPTS
 
     def __post_init__(self) -> None:
-        validate_sagemaker_name("endpoint name", self.endpoint_name)
-        validate_sagemaker_name("variant name", self.variant)
+        validate_sagemaker_name("endpoint_name", self.endpoint_name)
+        validate_sagemaker_name("variant", self.variant)
         if not 0.0 <= self.sampling_percentage <= 100.0:
-            raise UsageError(
-                f"--capture-sampling {self.sampling_percentage} is outside 0..100 (percent)"
+            raise ParameterError(
+                f"{{capture_sampling}} {self.sampling_percentage} is outside 0..100 (percent)",
+                "capture_sampling",
             )
         if not self.options:
-            raise UsageError("--capture-options must name Input, Output or both")
+            raise ParameterError(
+                "{capture_options} must name Input, Output or both", "capture_options"
+            )
         if self.flush_interval_s <= 0:
             raise UsageError(f"capture flush interval {self.flush_interval_s} must be > 0")
 

@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 
 from scones.errors import SconesError
+from scones.images import sniff_content_type
 
 DEFAULT_TIMEOUT_S = 60.0  # SageMaker's own invocation timeout
 CUSTOM_ATTRIBUTES_HEADER = "X-Amzn-SageMaker-Custom-Attributes"
@@ -37,15 +38,6 @@ class EndpointUnavailableError(SconesError):
 
 class EndpointResponseError(SconesError):
     """The endpoint answered 200 with something that is not a list of probabilities."""
-
-
-def sniff_content_type(data: bytes) -> str:
-    """``image/png`` or ``image/jpeg`` by magic bytes; ``application/x-image`` otherwise."""
-    if data.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "image/png"
-    if data.startswith(b"\xff\xd8\xff"):
-        return "image/jpeg"
-    return "application/x-image"
 
 
 def parse_probabilities(url: str, body: bytes) -> list[float]:

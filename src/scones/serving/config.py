@@ -45,12 +45,12 @@ class ServeConfig(BaseModel):
     @field_validator("endpoint_name")
     @classmethod
     def _endpoint_name(cls, value: str) -> str:
-        return validate_sagemaker_name("--endpoint-name", value)
+        return validate_sagemaker_name("endpoint_name", value)
 
     @field_validator("variant")
     @classmethod
     def _variant(cls, value: str) -> str:
-        return validate_sagemaker_name("--variant", value)
+        return validate_sagemaker_name("variant", value)
 
     @field_validator("capture_options", mode="before")
     @classmethod

@@ -28,8 +28,9 @@ from pathlib import Path
 
 from scones.errors import SconesError, UsageError
 from scones.model.artifact import MODEL_JSON
+from scones.model.registry import extract_to_cache
 from scones.serving.config import ServeConfig, build_serve_config
-from scones.serving.model_ref import ModelReferenceError, extract_to_cache
+from scones.serving.model_ref import ModelReferenceError
 from scones.serving.server import resolve_port
 
 SAGEMAKER_MODEL_DIR = Path("/opt/ml/model")

@@ -14,9 +14,13 @@ import threading
 from collections.abc import Mapping
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING, TypedDict
 
-from scones.errors import UsageError
+from scones.errors import ParameterError, UsageError
 from scones.serving.config import ServeConfig
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
 
 logger = logging.getLogger(__name__)
 
@@ -31,10 +35,11 @@ _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 KEEP_ALIVE_S = 75  # longer than typical load balancer idle timeouts (SageMaker: 60 s)
 
 
-def parse_port(value: str | int, source: str) -> int:
+def parse_port(value: str | int, source: str = "{port}") -> int:
+    """A TCP port from ``source``: the ``port`` parameter, or a variable's name."""
     text = str(value).strip()
     if not text.isdigit() or not 1 <= int(text) <= 65535:
-        raise UsageError(f"{source} {value!r} is not a TCP port (1-65535)")
+        raise ParameterError(f"{source} {value!r} is not a TCP port (1-65535)", "port")
     return int(text)
 
 
@@ -49,11 +54,12 @@ def resolve_port(port: int | None, env: Mapping[str, str] | None = None) -> int:
         return chosen
     if port is None:
         return DEFAULT_PORT
-    return parse_port(port, "--port")
+    return parse_port(port)
 
 
-def app_from_env():  # -> FastAPI; uvicorn factory for worker processes
-    """Worker processes' app factory: the configuration comes as JSON in the environment."""
+def app_from_env() -> FastAPI:
+    """Worker processes' app factory (uvicorn imports it by name): the configuration comes
+    as JSON in the environment."""
     from scones.serving.app import create_app
 
     text = os.environ.get(CONFIG_ENV)
@@ -69,6 +75,18 @@ def check_model_loads(config: ServeConfig) -> None:
     OnnxClassifier(config.model_dir, intra_op_threads=1)
 
 
+class _UvicornOptions(TypedDict):
+    """What one worker and many share (typed, so uvicorn's keyword types are checked)."""
+
+    host: str
+    port: int
+    log_level: str
+    timeout_graceful_shutdown: int
+    timeout_keep_alive: int
+    proxy_headers: bool
+    server_header: bool
+
+
 def run_server(
     config: ServeConfig,
     *,
@@ -81,8 +99,8 @@ def run_server(
     import uvicorn
 
     if workers < 1:
-        raise UsageError(f"--workers {workers} must be at least 1")
-    common = {
+        raise ParameterError(f"{{workers}} {workers} must be at least 1", "workers")
+    common: _UvicornOptions = {
         "host": host,
         "port": port,
         "log_level": log_level,

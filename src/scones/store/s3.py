@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, BinaryIO
@@ -16,7 +17,9 @@ from scones.store.base import (
 from scones.store.keys import join_key, validate_key, validate_prefix
 
 if TYPE_CHECKING:
-    from mypy_boto3_s3 import S3Client  # pragma: no cover
+    from _typeshed import WriteableBuffer
+    from botocore.response import StreamingBody
+    from mypy_boto3_s3 import S3Client
 
 _MISSING_CODES = {"NoSuchKey", "404", "NotFound"}
 
@@ -60,15 +63,19 @@ class S3Store(ObjectStore):
         return full_key[len(self.prefix) + 1 :] if self.prefix else full_key
 
     def put(self, key: str, data: bytes, *, content_type: str | None = None) -> None:
-        extra = {"ContentType": content_type} if content_type else {}
         with _errors(self, key):
-            self.client.put_object(Bucket=self.bucket, Key=self._full(key), Body=data, **extra)
+            if content_type:
+                self.client.put_object(
+                    Bucket=self.bucket, Key=self._full(key), Body=data, ContentType=content_type
+                )
+            else:
+                self.client.put_object(Bucket=self.bucket, Key=self._full(key), Body=data)
 
     def put_stream(self, key: str, stream: BinaryIO, *, content_type: str | None = None) -> None:
         # upload_fileobj streams in parts; S3 makes the object visible only when complete.
-        extra = {"ExtraArgs": {"ContentType": content_type}} if content_type else {}
+        extra_args = {"ContentType": content_type} if content_type else None
         with _errors(self, key):
-            self.client.upload_fileobj(stream, self.bucket, self._full(key), **extra)
+            self.client.upload_fileobj(stream, self.bucket, self._full(key), ExtraArgs=extra_args)
 
     def get(self, key: str) -> bytes:
         with _errors(self, key):
@@ -78,7 +85,7 @@ class S3Store(ObjectStore):
     def open(self, key: str) -> BinaryIO:
         with _errors(self, key):
             response = self.client.get_object(Bucket=self.bucket, Key=self._full(key))
-        return _StreamingBody(response["Body"])
+        return io.BufferedReader(_StreamingBody(response["Body"]), STREAM_CHUNK_BYTES)
 
     def head(self, key: str) -> ObjectInfo:
         with _errors(self, key):
@@ -140,9 +147,10 @@ class _errors:
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object
-    ) -> bool:
+    ) -> None:
+        # Never swallows: maps botocore's errors, lets every other exception through.
         if exc is None:
-            return False
+            return
         from botocore.exceptions import BotoCoreError, ClientError
 
         if isinstance(exc, ClientError):
@@ -156,29 +164,28 @@ class _errors:
             raise StoreError(f"S3 error on {self.key!r} in {self.store.uri}: {code} {exc}") from exc
         if isinstance(exc, BotoCoreError):
             raise StoreError(f"S3 error on {self.key!r} in {self.store.uri}: {exc}") from exc
-        return False
 
 
-class _StreamingBody:
-    """A file-like wrapper over botocore's StreamingBody (adds context manager and readinto)."""
+class _StreamingBody(io.RawIOBase):
+    """botocore's StreamingBody as a raw stream, for io.BufferedReader (a real BinaryIO)."""
 
-    def __init__(self, body: Any) -> None:
+    def __init__(self, body: StreamingBody) -> None:
+        super().__init__()
         self._body = body
-
-    def read(self, size: int = -1) -> bytes:
-        return self._body.read(None if size is None or size < 0 else size)
 
     def readable(self) -> bool:
         return True
 
-    def iter_chunks(self, size: int = STREAM_CHUNK_BYTES) -> Iterator[bytes]:
-        yield from self._body.iter_chunks(size)
+    def readinto(self, buffer: WriteableBuffer) -> int:
+        view = memoryview(buffer).cast("B")
+        data = self._body.read(len(view))
+        view[: len(data)] = data
+        return len(data)
+
+    def readall(self) -> bytes:
+        return self._body.read()  # one read, not a loop of buffer-sized ones
 
     def close(self) -> None:
-        self._body.close()
-
-    def __enter__(self) -> _StreamingBody:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+        if not self.closed:
+            self._body.close()
+        super().close()

@@ -21,14 +21,15 @@ import sqlite3
 import threading
 import uuid
 import zlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from scones.errors import SconesError, UsageError
+from scones.times import iso_utc, utc_now
 
 STATUSES = ("RUNNING", "SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED")
 # Step Functions: execution names are 1-80 characters; we accept the URL-safe subset.
@@ -37,10 +38,13 @@ MAX_INPUT_BYTES = 256 * 1024  # Step Functions' limit on execution input
 _HISTORY_ZLIB_LEVEL = 3
 # 2: history_zlib holds the history with its payload texts set apart (see compress_history);
 # version 1 blobs (one JSON array) still read.
-_SCHEMA_VERSION = 2
+# 3: execution_keys (object key -> execution) and indexes for the console's filters.
+_SCHEMA_VERSION = 3
 # A history event's detail strings at least this long (payloads: input, output, parameters)
 # are stored once each, unescaped, after the events.
 _PAYLOAD_MIN_CHARS = 128
+# Ascending indexes: read backwards, each gives (started_at, rowid) newest first, the order of
+# every list and page, so a page is an index range with no sort.
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS executions (
     execution_id  TEXT PRIMARY KEY,
@@ -56,8 +60,44 @@ CREATE TABLE IF NOT EXISTS executions (
     history_zlib  BLOB,
     owner         TEXT NOT NULL DEFAULT ''
 );
-CREATE INDEX IF NOT EXISTS executions_by_start ON executions (started_at DESC);
-CREATE INDEX IF NOT EXISTS executions_by_status ON executions (status, started_at DESC);
+CREATE INDEX IF NOT EXISTS executions_by_start ON executions (started_at);
+CREATE INDEX IF NOT EXISTS executions_by_status ON executions (status, started_at);
+CREATE INDEX IF NOT EXISTS executions_by_machine ON executions (state_machine, started_at);
+CREATE INDEX IF NOT EXISTS executions_by_machine_status
+    ON executions (state_machine, status, started_at);
+CREATE INDEX IF NOT EXISTS executions_by_name ON executions (name);
+CREATE TABLE IF NOT EXISTS execution_keys (
+    object_key   TEXT NOT NULL,
+    execution_id TEXT NOT NULL,
+    PRIMARY KEY (object_key, execution_id)
+) WITHOUT ROWID;
+"""
+_DROP_V2_INDEXES = """
+DROP INDEX IF EXISTS executions_by_start;
+DROP INDEX IF EXISTS executions_by_status;
+"""
+# The object keys an input names (s3_key, or a Map input's keys) go to execution_keys in the
+# statement that inserts the execution (a trigger: still one write per start), and version 2
+# databases get theirs on open, by the same selects over the rows already there. Search finds
+# a Map execution by its first 10,000 keys.
+_KEYS_TRIGGER = """
+CREATE TRIGGER IF NOT EXISTS executions_keys AFTER INSERT ON executions BEGIN
+    INSERT OR IGNORE INTO execution_keys (object_key, execution_id)
+        SELECT json_extract(NEW.input, '$.s3_key'), NEW.execution_id
+        WHERE json_type(NEW.input, '$.s3_key') = 'text';
+    INSERT OR IGNORE INTO execution_keys (object_key, execution_id)
+        SELECT value, NEW.execution_id FROM json_each(NEW.input, '$.keys')
+        WHERE type = 'text' AND json_type(NEW.input, '$.keys') = 'array'
+        LIMIT 10000;
+END;
+"""
+_BACKFILL_KEYS = """
+INSERT OR IGNORE INTO execution_keys (object_key, execution_id)
+    SELECT json_extract(input, '$.s3_key'), execution_id FROM executions
+    WHERE json_valid(input) AND json_type(input, '$.s3_key') = 'text';
+INSERT OR IGNORE INTO execution_keys (object_key, execution_id)
+    SELECT item.value, e.execution_id FROM executions AS e, json_each(e.input, '$.keys') AS item
+    WHERE json_valid(e.input) AND json_type(e.input, '$.keys') = 'array' AND item.type = 'text';
 """
 _SELECT = (
     "SELECT execution_id, name, state_machine, status, input, output, error, cause, "
@@ -205,7 +245,7 @@ def check_name(name: str) -> str:
 
 def _json_default(value: Any) -> Any:
     if isinstance(value, datetime):
-        return _iso(value)
+        return iso_utc(value)
     if isinstance(value, bytes | bytearray):
         return value.decode("utf-8", "replace")
     raise TypeError(f"cannot store {type(value).__name__} as JSON")
@@ -213,17 +253,6 @@ def _json_default(value: Any) -> Any:
 
 def to_json(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=_json_default)
-
-
-def _iso(moment: datetime) -> str:
-    # One fixed format, so the text sorts as the times do.
-    if moment.tzinfo is not UTC:  # the runtime's event times already are UTC
-        moment = moment.astimezone(UTC)
-    return moment.isoformat(timespec="microseconds")
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
 
 
 class ExecutionStore:
@@ -246,7 +275,12 @@ class ExecutionStore:
                     f"executions database {self.db_path} has schema version {version}, newer "
                     f"than this scones ({_SCHEMA_VERSION}); upgrade scones"
                 )
-            self._conn.executescript(_SCHEMA)
+            if version < 3:
+                # Version 2's indexes ran DESC on started_at; rebuilt ascending (see _SCHEMA).
+                self._conn.executescript(_DROP_V2_INDEXES)
+            self._conn.executescript(_SCHEMA + _KEYS_TRIGGER)
+            if version < 3:
+                self._conn.executescript(_BACKFILL_KEYS)
             self._conn.execute(f"PRAGMA user_version={_SCHEMA_VERSION}")
         except sqlite3.DatabaseError as exc:
             self._conn.close()
@@ -287,14 +321,15 @@ class ExecutionStore:
                 f"execution input of {name!r} is over the {MAX_INPUT_BYTES}-byte limit"
             )
         execution_id = execution_id_for(state_machine, name)
-        started = _now()
+        started = utc_now()
         with self._lock:
-            # One autocommitted statement: the common case (a new name) costs one write.
+            # One autocommitted statement: the common case (a new name) costs one write (the
+            # trigger executions_keys adds its object keys in the same statement).
             created = self._conn.execute(
                 "INSERT INTO executions (execution_id, name, state_machine, status, input, "
                 "started_at, owner) VALUES (?, ?, ?, 'RUNNING', ?, ?, ?) "
                 "ON CONFLICT (execution_id) DO NOTHING",
-                (execution_id, name, state_machine, input_json, _iso(started), _owner()),
+                (execution_id, name, state_machine, input_json, iso_utc(started), _owner()),
             ).rowcount
         if created != 1:
             existing = self.get(execution_id)
@@ -325,10 +360,10 @@ class ExecutionStore:
             raise ExecutionError(
                 f"cannot finish execution {running.execution_id} with status {status!r}"
             )
-        stopped = stopped_at or _now()
+        stopped = stopped_at or utc_now()
         # Stored as read back: event timestamps as ISO text, so get() returns an equal record.
         events = [
-            {**event, "timestamp": _iso(event["timestamp"])}
+            {**event, "timestamp": iso_utc(event["timestamp"])}
             if isinstance(event.get("timestamp"), datetime)
             else event
             for event in history
@@ -344,7 +379,7 @@ class ExecutionStore:
                     output_json,
                     error,
                     cause,
-                    _iso(stopped),
+                    iso_utc(stopped),
                     history_zlib,
                     running.execution_id,
                 ),
@@ -359,7 +394,7 @@ class ExecutionStore:
             output=output,
             error=error,
             cause=cause,
-            stopped_at=datetime.fromisoformat(_iso(stopped)),
+            stopped_at=datetime.fromisoformat(iso_utc(stopped)),
             history=events,
         )
 
@@ -394,24 +429,28 @@ class ExecutionStore:
         )
 
     def list(
-        self, status: str | None = None, limit: int = 100, since: datetime | None = None
+        self,
+        status: str | None = None,
+        limit: int = 100,
+        since: datetime | None = None,
+        state_machine: str | None = None,
     ) -> list[ExecutionRecord]:
         """Executions, newest first, optionally of one status and started at or after ``since``."""
-        if status is not None and status not in STATUSES:
-            raise InvalidExecutionInputError(
-                f"invalid execution status {status!r}; one of {', '.join(STATUSES)}"
-            )
+        _check_status(status)
         if not isinstance(limit, int) or limit < 1:
             raise InvalidExecutionInputError(f"invalid limit {limit!r}: must be at least 1")
         where, params = [], []
         if status is not None:
             where.append("status = ?")
             params.append(status)
+        if state_machine is not None:
+            where.append("state_machine = ?")
+            params.append(state_machine)
         if since is not None:
             if since.tzinfo is None:
                 raise InvalidExecutionInputError(f"since={since!r} needs a time zone")
             where.append("started_at >= ?")
-            params.append(_iso(since))
+            params.append(iso_utc(since))
         clause = f"WHERE {' AND '.join(where)}" if where else ""
         with self._lock:
             rows = self._conn.execute(
@@ -420,12 +459,241 @@ class ExecutionStore:
             ).fetchall()
         return [_record(row) for row in rows]
 
-    def count_by_status(self) -> dict[str, int]:
+    def count_by_status(self, state_machine: str | None = None) -> dict[str, int]:
+        """Executions per status (of one state machine): a count over an index, no table scan."""
+        clause, params = (
+            ("WHERE state_machine = ?", (state_machine,)) if state_machine else ("", ())
+        )
         with self._lock:
             rows = self._conn.execute(
-                "SELECT status, COUNT(*) FROM executions GROUP BY status"
+                f"SELECT status, COUNT(*) FROM executions {clause} GROUP BY status",  # noqa: S608
+                params,
             ).fetchall()
         return {status: count for status, count in rows}
+
+    def state_machines(self) -> tuple[str, ...]:
+        """The state machines with executions, by name: one index seek per machine."""
+        with self._lock:
+            rows = self._conn.execute(
+                "WITH RECURSIVE machines(name) AS ("
+                " SELECT MIN(state_machine) FROM executions"
+                " UNION ALL SELECT (SELECT MIN(state_machine) FROM executions"
+                "  WHERE state_machine > machines.name) FROM machines WHERE name IS NOT NULL)"
+                " SELECT name FROM machines WHERE name IS NOT NULL"
+            ).fetchall()
+        return tuple(name for (name,) in rows)
+
+    def page(self, query: PageQuery) -> ExecutionPage:
+        """One page of executions, newest first, by keyset: each page is an index range.
+
+        ``query.before`` (an older page) and ``query.after`` (a newer page) are cursors from
+        a previous page; ``query.oldest`` asks for the last page. No page reads more rows
+        than it shows, whatever its depth, so the last of 100,000 costs what the first does.
+        """
+        query.check()
+        where, params = query.where()
+        order = "DESC"
+        if query.before is not None:
+            where.append("(started_at, rowid) < (?, ?)")
+            params.extend(parse_cursor(query.before))
+        elif query.after is not None:
+            where.append("(started_at, rowid) > (?, ?)")
+            params.extend(parse_cursor(query.after))
+            order = "ASC"
+        elif query.oldest:
+            order = "ASC"
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        sql = (
+            f"SELECT rowid, {_SUMMARY_COLUMNS} FROM executions {clause} "  # noqa: S608
+            f"ORDER BY started_at {order}, rowid {order} LIMIT ?"
+        )
+        with self._lock:
+            rows = self._conn.execute(sql, (*params, query.limit)).fetchall()
+        if order == "ASC":
+            rows.reverse()
+        items = [_summary(row) for row in rows]
+        newer = older = None
+        if items:
+            base_where, base_params = query.where()
+            first, last = (rows[0][9], rows[0][0]), (rows[-1][9], rows[-1][0])
+            if self._exists([*base_where, "(started_at, rowid) > (?, ?)"], [*base_params, *first]):
+                newer = items[0].cursor
+            if self._exists([*base_where, "(started_at, rowid) < (?, ?)"], [*base_params, *last]):
+                older = items[-1].cursor
+        return ExecutionPage(items=items, newer=newer, older=older)
+
+    def _exists(self, where: Sequence[str], params: Sequence[Any]) -> bool:
+        with self._lock:
+            row = self._conn.execute(
+                # Fixed clauses; every value is a parameter.
+                f"SELECT 1 FROM executions WHERE {' AND '.join(where)} LIMIT 1",  # noqa: S608
+                params,
+            ).fetchone()
+        return row is not None
+
+
+def _check_status(status: str | None) -> None:
+    if status is not None and status not in STATUSES:
+        raise InvalidExecutionInputError(
+            f"invalid execution status {status!r}; one of {', '.join(STATUSES)}"
+        )
+
+
+_CURSOR = re.compile(r"^(\d{4}-\d{2}-\d{2}T[0-9:.]+\+00:00)~(\d{1,19})$")
+MAX_PAGE_SIZE = 500
+MAX_SEARCH_CHARS = 1024
+_SUMMARY_COLUMNS = (
+    "execution_id, name, state_machine, status, input, output, error, cause, started_at, stopped_at"
+)
+
+
+def parse_cursor(cursor: str) -> tuple[str, int]:
+    """A page cursor (``<started_at>~<row>``) as its two parts; a clear error when malformed."""
+    match = _CURSOR.match(cursor) if isinstance(cursor, str) else None
+    if match is None:
+        raise InvalidExecutionInputError(
+            f"invalid page cursor {cursor!r}: use the newer/older links of a page"
+        )
+    return match.group(1), int(match.group(2))
+
+
+@dataclass(frozen=True)
+class PageQuery:
+    """Which executions a page lists, and where the page starts."""
+
+    status: str | None = None
+    state_machine: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    search: str | None = None  # a name or object key prefix, or an execution id
+    before: str | None = None
+    after: str | None = None
+    oldest: bool = False
+    limit: int = 50
+
+    def check(self) -> None:
+        _check_status(self.status)
+        if not isinstance(self.limit, int) or not 1 <= self.limit <= MAX_PAGE_SIZE:
+            raise InvalidExecutionInputError(
+                f"invalid page size {self.limit!r}: between 1 and {MAX_PAGE_SIZE}"
+            )
+        for name, moment in (("since", self.since), ("until", self.until)):
+            if moment is not None and moment.tzinfo is None:
+                raise InvalidExecutionInputError(f"{name}={moment!r} needs a time zone")
+        if self.search is not None and len(self.search) > MAX_SEARCH_CHARS:
+            raise InvalidExecutionInputError(
+                f"search text of {len(self.search)} characters is over {MAX_SEARCH_CHARS}"
+            )
+        if self.before is not None and self.after is not None:
+            raise InvalidExecutionInputError("give either before or after, not both")
+        for cursor in (self.before, self.after):
+            if cursor is not None:
+                parse_cursor(cursor)
+
+    def where(self) -> tuple[list[str], list[Any]]:
+        where: list[str] = []
+        params: list[Any] = []
+        if self.status is not None:
+            where.append("status = ?")
+            params.append(self.status)
+        if self.state_machine is not None:
+            where.append("state_machine = ?")
+            params.append(self.state_machine)
+        if self.since is not None:
+            where.append("started_at >= ?")
+            params.append(iso_utc(self.since))
+        if self.until is not None:
+            where.append("started_at < ?")
+            params.append(iso_utc(self.until))
+        if self.search:
+            # Prefix ranges over the name index and execution_keys: no LIKE, no scan.
+            high = self.search + "\U0010ffff"
+            where.append(
+                "rowid IN (SELECT rowid FROM executions WHERE execution_id = ?"
+                " UNION SELECT rowid FROM executions WHERE name >= ? AND name < ?"
+                " UNION SELECT e.rowid FROM execution_keys AS k JOIN executions AS e"
+                " ON e.execution_id = k.execution_id"
+                " WHERE k.object_key >= ? AND k.object_key < ?)"
+            )
+            params.extend([self.search, self.search, high, self.search, high])
+        return where, params
+
+
+@dataclass(frozen=True)
+class ExecutionSummary:
+    """An execution as a list shows it: everything but the history."""
+
+    execution_id: str
+    name: str
+    state_machine: str
+    status: str
+    input: Any
+    output: Any | None
+    error: str | None
+    cause: str | None
+    started_at: datetime
+    stopped_at: datetime | None
+    cursor: str
+
+    @property
+    def seconds(self) -> float | None:
+        if self.stopped_at is None:
+            return None
+        return (self.stopped_at - self.started_at).total_seconds()
+
+
+@dataclass(frozen=True)
+class ExecutionPage:
+    items: list[ExecutionSummary]
+    newer: str | None  # cursor for the page of newer executions, None on the first
+    older: str | None  # cursor for the page of older executions, None on the last
+
+
+def _summary(row: tuple) -> ExecutionSummary:
+    (
+        rowid,
+        execution_id,
+        name,
+        machine,
+        status,
+        input_json,
+        output_json,
+        error,
+        cause,
+        started,
+        stopped,
+    ) = row
+    return ExecutionSummary(
+        execution_id=execution_id,
+        name=name,
+        state_machine=machine,
+        status=status,
+        input=json.loads(input_json),
+        output=None if output_json is None else json.loads(output_json),
+        error=error,
+        cause=cause,
+        started_at=datetime.fromisoformat(started),
+        stopped_at=_parse_time(stopped),
+        cursor=f"{started}~{rowid}",
+    )
+
+
+def list_executions(
+    db_path: str | os.PathLike[str],
+    *,
+    status: str | None = None,
+    limit: int = 100,
+    since: datetime | None = None,
+) -> list[ExecutionRecord]:
+    """Executions in the database at ``db_path``, newest first (see ``ExecutionStore.list``)."""
+    with ExecutionStore(db_path) as db:
+        return db.list(status=status.upper() if status else None, limit=limit, since=since)
+
+
+def find_execution(db_path: str | os.PathLike[str], ref: str) -> ExecutionRecord:
+    """The execution whose id (ARN) or name is ``ref``, from the database at ``db_path``."""
+    with ExecutionStore(db_path) as db:
+        return db.find(ref)
 
 
 def compress_history(events: list[dict]) -> bytes:
@@ -474,26 +742,6 @@ def decompress_history(blob: bytes | None) -> list[dict]:
     for index, key, field, line in stored["payloads"]:
         events[index][key][field] = lines[line]
     return events
-
-
-_RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhd])$")
-_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def parse_since(text: str, now: datetime | None = None) -> datetime:
-    """``2026-11-26T15:00:00Z`` (no zone: UTC) or a time ago: ``90s``, ``30m``, ``2h``, ``1d``."""
-    value = text.strip()
-    match = _RELATIVE.match(value)
-    if match:
-        seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
-        return (now or _now()) - timedelta(seconds=seconds)
-    try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise InvalidExecutionInputError(
-            f"invalid --since {text!r}: give an ISO 8601 time or an age such as 30m, 2h, 1d"
-        ) from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _canonical(value: Any) -> str:

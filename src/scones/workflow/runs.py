@@ -9,11 +9,11 @@ import re
 import urllib.error
 import urllib.request
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from scones.errors import ParameterError, SconesError, UsageError
+from scones.errors import ParameterError, SconesError
 from scones.workflow.executions import ExecutionRecord, ExecutionStore, top_prediction
 
 DEFAULT_BUCKET = "scones"
@@ -44,6 +44,14 @@ class ImageOutcome:
     def routed(self) -> bool:
         return self.status == "ROUTED"
 
+    def why_not_routed(self, threshold: float) -> str:
+        """Empty when routed; else under the threshold, or the error and its message."""
+        if self.routed:
+            return ""
+        if self.status == "LOW_CONFIDENCE":
+            return f"under the threshold {threshold:g}"
+        return f"{self.error}: {self.message}"
+
 
 def bucket_env_name(bucket: str) -> str:
     """The variable the serializer reads to map ``bucket`` to a store URI."""
@@ -61,7 +69,9 @@ def configure_local_functions(
         os.environ["SCONES_ENDPOINT_URL"] = endpoint_url
     if threshold is not None:
         if not 0.0 <= threshold <= 1.0:
-            raise UsageError(f"--threshold must be between 0 and 1, got {threshold!r}")
+            raise ParameterError(
+                f"{{threshold}} must be between 0 and 1, got {threshold!r}", "threshold"
+            )
         os.environ["THRESHOLD"] = repr(threshold)
     if bucket_store is not None:
         bucket, store_uri = bucket_store
@@ -72,7 +82,9 @@ def check_endpoint(endpoint_url: str, timeout: float = 5.0) -> None:
     """Fail fast, with a hint, when nothing answers ``GET /ping`` at the endpoint."""
     url = endpoint_url.rstrip("/") + "/ping"
     if not url.startswith(("http://", "https://")):
-        raise UsageError(f"--endpoint-url must be an http(s) URL, got {endpoint_url!r}")
+        raise ParameterError(
+            f"{{endpoint_url}} must be an http(s) URL, got {endpoint_url!r}", "endpoint_url"
+        )
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - checked
             if response.status == 200:
@@ -83,7 +95,8 @@ def check_endpoint(endpoint_url: str, timeout: float = 5.0) -> None:
     except (urllib.error.URLError, OSError) as exc:
         raise EndpointUnavailableError(
             f"no endpoint answers at {endpoint_url} ({exc}); start one with "
-            "`scones serve --model REF` or pass --endpoint-url"
+            "`scones serve --model REF` or pass {endpoint_url}",
+            "endpoint_url",
         ) from None
     raise EndpointUnavailableError(f"endpoint {endpoint_url} is not ready: GET /ping -> {status}")
 
@@ -109,10 +122,13 @@ def random_test_keys(
     from scones.data.layout import class_names, image_key, read_lst
 
     if count < 1:
-        raise UsageError(f"--random must be at least 1, got {count}")
+        raise ParameterError(f"{{random_count}} must be at least 1, got {count}", "random_count")
     entries = read_lst(store, split)
     if count > len(entries):
-        raise UsageError(f"--random {count} is more than the {len(entries)} images in {split}.lst")
+        raise ParameterError(
+            f"{{random_count}} {count} is more than the {len(entries)} images in {split}.lst",
+            "random_count",
+        )
     try:
         names: list[str] | None = class_names(store)
     except SconesError:
@@ -141,7 +157,9 @@ def run_single_executions(
     from scones.workflow.local import local_runner
 
     if name is not None and len(keys) != 1:
-        raise UsageError("--name names one execution; give exactly one --key with it")
+        raise ParameterError(
+            "{name} names one execution; give exactly one {keys} with it", "name", "keys"
+        )
     with local_runner(db, "single", max_concurrency=concurrency, clock=clock) as runner:
         inputs = [(name, {"s3_bucket": bucket, "s3_key": key, "image_data": ""}) for key in keys]
         return runner.run_all(inputs, on_done=on_done)
@@ -173,6 +191,21 @@ def lambda_message(cause: str | None) -> str | None:
     if isinstance(value, dict) and isinstance(value.get("errorMessage"), str):
         return value["errorMessage"]
     return cause
+
+
+def history_row(event: dict[str, Any]) -> list[str]:
+    """One history event for people: id, type, state name, and its error and cause."""
+    details: Any = next((v for k, v in event.items() if k.endswith("EventDetails")), {}) or {}
+    state, detail = "", ""
+    if isinstance(details, dict):
+        state = str(details.get("name", ""))
+        # Lambda causes are JSON with a stack trace: its message is what people need.
+        detail = " ".join(
+            f"{key}={lambda_message(details[key]) if key == 'cause' else details[key]}"
+            for key in ("error", "cause")
+            if details.get(key)
+        )
+    return [str(event.get("id", "")), str(event.get("type", "")), state, detail]
 
 
 def outcome_of(record: ExecutionRecord) -> ImageOutcome:
@@ -250,6 +283,21 @@ class RunResult:
     @property
     def all_routed(self) -> bool:
         return all(outcome.routed for outcome in self.outcomes)
+
+    @property
+    def routed_count(self) -> int:
+        return sum(outcome.routed for outcome in self.outcomes)
+
+    def to_dicts(self) -> list[dict[str, Any]]:
+        """JSON-ready rows, one per image (`scones run --json`)."""
+        return [
+            asdict(outcome)
+            | {
+                "true_class": self.true_classes.get(outcome.s3_key),
+                "why_not_routed": outcome.why_not_routed(self.threshold),
+            }
+            for outcome in self.outcomes
+        ]
 
 
 def run_images(request: RunRequest, announce: Callable[[str], None] | None = None) -> RunResult:

@@ -6,7 +6,11 @@ named from the key and the object's ETag (content MD5), so:
 - a restart never runs an object twice: seen objects are recorded in SQLite before their
   execution starts, and a start by the same name is idempotent in the execution store;
 - an object that arrived while the watcher was down is found by the first scan;
-- the same key rewritten with new content is a new object and runs again.
+- the same key rewritten with new content is a new object and runs again;
+- an object whose execution could not even start (the execution store busy, say) stays
+  unfinished and is retried with exponential backoff (1 s doubling to 5 min by default),
+  on a later scan or at once after a restart; it is never dropped, and an object that
+  always fails costs one attempt per backoff period, not a busy loop.
 
 S3 stores are polled. On a local store, filesystem notifications (watchdog) wake the
 scan at once, and polling remains as the safety net. A local file counts only once it
@@ -24,7 +28,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -47,6 +51,11 @@ CREATE TABLE IF NOT EXISTS watched_objects (
     PRIMARY KEY (key, etag)
 )
 """
+# Added after the first release: a database written before them gains them on open.
+_RETRY_COLUMNS = {
+    "attempts": "INTEGER NOT NULL DEFAULT 0",
+    "last_error": "TEXT",
+}
 
 # run_execution(name, event) -> the execution's final status (SUCCEEDED, FAILED, ...)
 RunExecution = Callable[[str, dict[str, Any]], str]
@@ -64,6 +73,8 @@ class WatchedObject:
     key: str
     etag: str
     execution_name: str
+    # Failed starts so far: not part of the object's identity.
+    attempts: int = field(default=0, compare=False)
 
 
 class SeenObjects:
@@ -74,6 +85,10 @@ class SeenObjects:
         self._db = sqlite3.connect(db_path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute(_SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(watched_objects)")}
+        for column, declaration in _RETRY_COLUMNS.items():
+            if column not in columns:
+                self._db.execute(f"ALTER TABLE watched_objects ADD COLUMN {column} {declaration}")
         self._lock = threading.Lock()
 
     def claim(self, key: str, etag: str) -> WatchedObject | None:
@@ -91,10 +106,19 @@ class SeenObjects:
         """Submitted but not done: interrupted by a stop or a crash; resumed by name."""
         with self._lock:
             rows = self._db.execute(
-                "SELECT key, etag, execution_name FROM watched_objects WHERE state = 'submitted'"
-                " ORDER BY seen_at"
+                "SELECT key, etag, execution_name, attempts FROM watched_objects"
+                " WHERE state = 'submitted' ORDER BY seen_at"
             ).fetchall()
         return [WatchedObject(*row) for row in rows]
+
+    def record_failure(self, item: WatchedObject, attempts: int, error: str) -> None:
+        """The object stays unfinished (retried later); keep why, and how often, it failed."""
+        with self._lock:
+            self._db.execute(
+                "UPDATE watched_objects SET attempts = ?, last_error = ?"
+                " WHERE key = ? AND etag = ?",
+                (attempts, error, item.key, item.etag),
+            )
 
     def finish(self, item: WatchedObject, result: str) -> None:
         with self._lock:
@@ -107,7 +131,8 @@ class SeenObjects:
     def counts(self) -> dict[str, int]:
         with self._lock:
             rows = self._db.execute(
-                "SELECT COALESCE(result, state), COUNT(*) FROM watched_objects GROUP BY 1"
+                "SELECT CASE WHEN state = 'submitted' AND attempts > 0 THEN 'retrying'"
+                " ELSE COALESCE(result, state) END, COUNT(*) FROM watched_objects GROUP BY 1"
             ).fetchall()
         return {status: count for status, count in rows}
 
@@ -130,6 +155,9 @@ class Watcher:
         settle_seconds: float = 0.2,
         max_concurrency: int = 4,
         notifications: bool = True,
+        retry_base_seconds: float = 1.0,
+        retry_max_seconds: float = 300.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.store = store
         self.seen = seen
@@ -138,6 +166,14 @@ class Watcher:
         self.bucket = bucket
         self.poll_seconds = poll_seconds
         self.settle_seconds = settle_seconds
+        self.retry_base_seconds = retry_base_seconds
+        self.retry_max_seconds = retry_max_seconds
+        self._clock = clock
+        # Objects whose start failed -> when (clock time) to try again. Kept in memory so a
+        # retry is scheduled even when the watcher's own database is the thing failing;
+        # the database row stays 'submitted', so a restart retries them too.
+        self._retry_due: dict[WatchedObject, float] = {}
+        self._retry_lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_concurrency, thread_name_prefix="scones-watch")
         self._slots = threading.BoundedSemaphore(max_concurrency)
         self._wake = threading.Event()
@@ -186,7 +222,7 @@ class Watcher:
 
     def scan_once(self) -> list[WatchedObject]:
         """Submit every object version not seen before; returns what was submitted."""
-        submitted = []
+        submitted = self._submit_due_retries()
         self._unsettled = False
         settle_before = datetime.now(UTC).timestamp() - self.settle_seconds
         for info in self.store.list(self.prefix):
@@ -219,15 +255,57 @@ class Watcher:
     def _run_one(self, item: WatchedObject) -> None:
         try:
             event = {"s3_bucket": self.bucket, "s3_key": item.key, "image_data": ""}
+            # A failed execution returns its status; an exception means it may not exist
+            # at all (nothing recorded it), so the object must be tried again.
             status = self.run_execution(item.execution_name, event)
             log.info("%s -> %s (%s)", item.key, status, item.execution_name)
             self.seen.finish(item, status)
-        except Exception:
-            # The execution store records the failure; the watcher itself goes on.
-            log.exception("execution %s for %s could not run", item.execution_name, item.key)
-            self.seen.finish(item, "ERROR")
+        except Exception as exc:
+            self._schedule_retry(item, exc)
         finally:
             self._slots.release()
+
+    def retry_delay(self, attempts: int) -> float:
+        """Exponential backoff: base, 2 x base, 4 x base, ... capped at retry_max_seconds."""
+        return float(
+            min(self.retry_base_seconds * 2 ** min(attempts - 1, 62), self.retry_max_seconds)
+        )
+
+    def _schedule_retry(self, item: WatchedObject, exc: Exception) -> None:
+        attempts = item.attempts + 1
+        delay = self.retry_delay(attempts)
+        retry = WatchedObject(item.key, item.etag, item.execution_name, attempts)
+        with self._retry_lock:
+            self._retry_due[retry] = self._clock() + delay
+        log.error(
+            "execution %s for %s could not start (attempt %d: %s: %s); retrying in %.0f s",
+            item.execution_name,
+            item.key,
+            attempts,
+            type(exc).__name__,
+            exc,
+            delay,
+            exc_info=exc if attempts == 1 else None,  # the traceback once, not every retry
+        )
+        try:
+            self.seen.record_failure(item, attempts, f"{type(exc).__name__}: {exc}")
+        except Exception:
+            log.exception("could not record the failed start of %s", item.execution_name)
+
+    def pending_retries(self) -> dict[WatchedObject, float]:
+        """Objects waiting for another attempt -> the clock time it is due."""
+        with self._retry_lock:
+            return dict(self._retry_due)
+
+    def _submit_due_retries(self) -> list[WatchedObject]:
+        now = self._clock()
+        with self._retry_lock:
+            due = [item for item, at in self._retry_due.items() if at <= now]
+            for item in due:
+                del self._retry_due[item]
+        for item in due:
+            self._submit(item)
+        return due
 
     def resume_unfinished(self) -> int:
         items = self.seen.unfinished()
@@ -257,6 +335,12 @@ class Watcher:
             self._observer.join(timeout=5)
         self._pool.shutdown(wait=True)
 
+    def close(self) -> None:
+        """Stop a watcher that was driven by scan_once() rather than run()."""
+        self.stop()
+        self._drain()
+        self.seen.close()
+
     def wait_idle(self, timeout: float = 30.0) -> bool:
         """Block until no execution is running (for tests and the demo)."""
         deadline = time.monotonic() + timeout
@@ -283,6 +367,7 @@ def watch_store(
     max_concurrency: int = 4,
     poll_seconds: float = 1.0,
     s3_endpoint_url: str | None = None,
+    clock: Callable[[], float] = time.monotonic,
 ) -> Watcher:
     """A Watcher over ``store_uri`` whose executions run the local state machine.
 
@@ -312,4 +397,5 @@ def watch_store(
         bucket=bucket,
         poll_seconds=poll_seconds,
         max_concurrency=max_concurrency,
+        clock=clock,
     )

@@ -161,7 +161,8 @@ function drawExecutions(executions) {
   for (const item of executions.items) {
     const row = htmlEl("tr", null, body, "execution");
     htmlEl("td", (item.started_at || "").replace("T", " ").slice(0, 19), row);
-    htmlEl("td", item.name, row);
+    const link = htmlEl("a", item.name, htmlEl("td", null, row));
+    link.href = "/executions/" + encodeURIComponent(item.execution_id); // its graph in the console
     htmlEl("td", item.status, row, item.status);
     htmlEl("td", item.error, row);
     htmlEl("td", item.cause, row);

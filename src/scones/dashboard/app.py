@@ -19,8 +19,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from scones.errors import SconesError
-from scones.model.preprocess import DEFAULT_MAX_PIXELS, ImageDecodeError, decode_image
+from scones.dashboard import console, pages
+from scones.errors import SconesError, UsageError
+from scones.images import DEFAULT_MAX_PIXELS, ImageDecodeError, decode_image
 from scones.monitor.capture_reader import (
     decode_input_bytes,
     list_capture_files,
@@ -28,10 +29,19 @@ from scones.monitor.capture_reader import (
 )
 from scones.monitor.runner import BaselineSource, MonitorOptions, resolve_baseline, run_monitor
 from scones.store import StoreError, open_store
+from scones.times import parse_optional_moment
+from scones.workflow.executions import (
+    ExecutionNotFoundError,
+    ExecutionStore,
+    InvalidExecutionInputError,
+    PageQuery,
+)
 
 STATIC_FILES = {
     "dashboard.js": "text/javascript; charset=utf-8",
     "dashboard.css": "text/css; charset=utf-8",
+    "console.js": "text/javascript; charset=utf-8",
+    "console.css": "text/css; charset=utf-8",
 }
 # No external anything: scripts, styles and images come from this server only.
 CONTENT_SECURITY_POLICY = (
@@ -92,7 +102,7 @@ class DashboardState:
             fresh = snapshot is not None and time.monotonic() - snapshot.computed_at < 60.0
             if snapshot is not None and snapshot.signature == signature and fresh:
                 return snapshot
-            options = replace(self.config.monitor, since=since, out_dir=None)
+            options = replace(self.config.monitor, since=since)
             result = run_monitor(options, baseline=self._baseline_source())
             summary = result.summary
             passed, under = result.aggregator.confidence_points()
@@ -139,14 +149,6 @@ class DashboardState:
     def executions(self) -> dict[str, Any]:
         """Recent executions from the workflow's database (through its public API)."""
         db_path = self.config.db_path
-        try:
-            from scones.workflow.executions import ExecutionStore
-        except ImportError:
-            return {
-                "available": False,
-                "message": "the workflow package is not installed",
-                "items": [],
-            }
         if not Path(db_path).is_file():
             return {
                 "available": False,
@@ -169,8 +171,8 @@ class DashboardState:
             for r in records
         ]
         counts: dict[str, int] = {}
-        for item in items:
-            counts[item["status"]] = counts.get(item["status"], 0) + 1
+        for record in records:
+            counts[record.status] = counts.get(record.status, 0) + 1
         return {"available": True, "message": None, "items": items, "counts": counts}
 
     def state(self) -> dict[str, Any]:
@@ -222,13 +224,13 @@ def _iso(moment: datetime | None) -> str | None:
 
 
 def _static(name: str) -> bytes:
-    return resources.files("scones.monitor").joinpath("static", name).read_bytes()
+    return resources.files("scones.dashboard").joinpath("static", name).read_bytes()
 
 
 def create_app(config: DashboardConfig) -> Any:
     """The dashboard's FastAPI app."""
-    from fastapi import FastAPI, HTTPException
-    from fastapi.responses import JSONResponse, Response
+    from fastapi import Depends, FastAPI, HTTPException
+    from fastapi.responses import HTMLResponse, JSONResponse, Response
 
     state = DashboardState(config)
     app = FastAPI(title="scones dashboard", docs_url=None, redoc_url=None, openapi_url=None)
@@ -272,6 +274,118 @@ def create_app(config: DashboardConfig) -> Any:
                 status_code=404,
             )
         return Response(data, media_type="image/png", headers={"Cache-Control": "max-age=3600"})
+
+    def page_query(params: dict[str, str]) -> tuple[PageQuery, dict[str, str]]:
+        filters = {
+            name: str(params.get(name, "")).strip()
+            for name in ("status", "state_machine", "since", "until", "q", "before", "after")
+        }
+        filters["oldest"] = "1" if params.get("oldest") == "1" else ""
+        limit_text = str(params.get("limit", "50"))
+        if not limit_text.isdigit():
+            raise InvalidExecutionInputError(f"invalid limit {limit_text!r}: a whole number")
+        query = PageQuery(
+            status=filters["status"].upper() or None,
+            state_machine=filters["state_machine"] or None,
+            since=parse_optional_moment(filters["since"], parameter="since"),
+            until=parse_optional_moment(filters["until"], parameter="until"),
+            search=filters["q"] or None,
+            before=filters["before"] or None,
+            after=filters["after"] or None,
+            oldest=filters["oldest"] == "1",
+            limit=int(limit_text),
+        )
+        query.check()
+        return query, filters
+
+    def bad_request(exc: Exception) -> JSONResponse:
+        return JSONResponse({"error": "bad_request", "message": str(exc)}, status_code=400)
+
+    def not_found(exc: Exception) -> JSONResponse:
+        return JSONResponse({"error": "not_found", "message": str(exc)}, status_code=404)
+
+    # The list's query parameters, all text: page_query checks them and names a bad one.
+    def filters_of(
+        status: str = "",
+        state_machine: str = "",
+        since: str = "",
+        until: str = "",
+        q: str = "",
+        before: str = "",
+        after: str = "",
+        oldest: str = "",
+        limit: str = "50",
+    ) -> dict[str, str]:
+        return dict(locals())
+
+    @app.get("/executions")
+    def executions_list(params: dict[str, str] = Depends(filters_of)) -> Response:
+        try:
+            query, filters = page_query(params)
+        except UsageError as exc:
+            return bad_request(exc)
+        data = console.executions_page(config.db_path, query)
+        html = pages.executions_html(data, filters, config.refresh_seconds)
+        return HTMLResponse(html, headers={"Cache-Control": "no-store"})
+
+    @app.get("/api/executions")
+    def api_executions(params: dict[str, str] = Depends(filters_of)) -> JSONResponse:
+        try:
+            query, _ = page_query(params)
+        except UsageError as exc:
+            return bad_request(exc)
+        data = console.executions_page(config.db_path, query)
+        data["rows_html"] = pages.executions_rows(data["items"])
+        data["generated_at"] = _iso(datetime.now(UTC))
+        return JSONResponse(data, headers={"Cache-Control": "no-store"})
+
+    @app.get("/executions/{ref}/detail.json")
+    def execution_detail(ref: str) -> JSONResponse:
+        try:
+            record = console.find_execution(config.db_path, ref)
+        except (ExecutionNotFoundError, console.ConsoleError) as exc:
+            return not_found(exc)
+        return JSONResponse(console.execution_detail(record), headers={"Cache-Control": "no-store"})
+
+    @app.get("/executions/{ref}/image.png")
+    def execution_image(ref: str, size: str = "full") -> Response:
+        if size not in ("full", "thumb"):
+            return bad_request(ValueError(f"invalid size {size!r}: full or thumb"))
+        pixels = console.THUMBNAIL_PIXELS if size == "thumb" else console.IMAGE_PIXELS
+        try:
+            record = console.find_execution(config.db_path, ref)
+            data = console.image_png(
+                record,
+                pixels,
+                config.monitor.store_uri,
+                s3_endpoint_url=config.monitor.s3_endpoint_url,
+            )
+        except (ExecutionNotFoundError, console.ConsoleError) as exc:
+            return not_found(exc)
+        return Response(data, media_type="image/png", headers={"Cache-Control": "max-age=300"})
+
+    @app.get("/executions/{ref}")
+    def execution_page(ref: str) -> Response:
+        try:
+            record = console.find_execution(config.db_path, ref)
+        except (ExecutionNotFoundError, console.ConsoleError) as exc:
+            return not_found(exc)
+        view = console.execution_view(record)
+        html = pages.execution_html(
+            console.execution_detail(record, view),
+            view.svg,
+            view.graph_error,
+            console.event_rows(record),
+        )
+        return HTMLResponse(html, headers={"Cache-Control": "no-store"})
+
+    @app.get("/state-machines/{name}")
+    def state_machine_page(name: str) -> Response:
+        try:
+            view = console.state_machine_view(config.db_path, name)
+        except console.ConsoleError as exc:
+            return not_found(exc)
+        return HTMLResponse(pages.state_machine_html(view))
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:

@@ -1,22 +1,15 @@
-"""Streaming aggregation of captured traffic, and drift tests against the training baseline.
+"""Streaming aggregation of captured traffic: every number the report and dashboard show.
 
-Everything here is incremental and bounded: counts and sums per hour, fixed histograms, and
-seeded reservoir samples (uniform samples of fixed size) where a test needs raw values (KS)
-or a chart needs points. Memory does not grow with the number of records.
-
-Per-image statistics are cached by a digest of the captured payload: identical images (real
-traffic repeats, retries, the benchmark's reused payloads) are decoded once. The result is
-the same as decoding every record; only the time differs.
+Everything here is incremental and bounded: counts and sums per hour (and minute), fixed
+histograms, and seeded reservoir samples (:mod:`scones.monitor.sampling`) where a test needs
+raw values (KS) or a chart needs points. Memory does not grow with the number of records.
 """
 
 from __future__ import annotations
 
 import bisect
-import hashlib
 import math
-import random
-import warnings
-from collections import Counter, OrderedDict, deque
+from collections import Counter, deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -24,35 +17,16 @@ from typing import Any
 
 import numpy as np
 
-from scones.model.image_stats import (
-    CONFIDENCE_BIN_EDGES,
-    IMAGE_STAT_NAMES,
-    image_statistics,
-)
-from scones.model.preprocess import DEFAULT_MAX_PIXELS, ImageDecodeError, decode_image
-from scones.monitor.capture_reader import CaptureRecord, decode_input_bytes
+from scones.images import DEFAULT_MAX_PIXELS, IMAGE_CONTENT_TYPES, IMAGE_STAT_NAMES
+from scones.model.baseline import CONFIDENCE_BIN_EDGES
+from scones.monitor.capture_reader import CaptureRecord
+from scones.monitor.drift import LiveTraffic
+from scones.monitor.sampling import ImageStatsCache, Reservoir
 
-# The content types the endpoint accepts (the SageMaker contract); anything else is counted.
-IMAGE_CONTENT_TYPES = frozenset({"image/png", "image/jpeg", "image/jpg", "application/x-image"})
-# Shares of zero make PSI infinite; the usual practice floors them at a small share.
-PSI_FLOOR = 1e-4
-DRIFT_CHECK = "baseline_drift_check"
-THRESHOLD_CHECK = "confidence_threshold_check"
 _SECONDS_PER_HOUR = 3600
 _MAX_MINUTE_BUCKETS = 3 * 24 * 60  # finer chart series for the last few days of traffic
 _MAX_PENDING_STATS = 4096
 GalleryEntry = tuple[float, str, "str | None", list[float], int, str, int, bool]
-
-
-@dataclass(frozen=True)
-class DriftThresholds:
-    """When a drift test counts as a violation (see docs/monitor.md)."""
-
-    psi: float = 0.2  # PSI above this: a significant shift (the usual rule of thumb)
-    ks_p_value: float = 0.01  # KS: the shift is statistically real ...
-    ks_statistic: float = 0.1  # ... and large enough to matter (max CDF distance)
-    min_records: int = 30  # fewer live records than this: too noisy to judge, skipped
-    max_under_threshold_share: float | None = None  # optional: alert on the failure rate
 
 
 @dataclass(frozen=True)
@@ -65,104 +39,6 @@ class MonitorConfig:
     cache_size: int = 65_536  # distinct payloads whose statistics are remembered
     max_pixels: int = DEFAULT_MAX_PIXELS
     seed: int = 0
-
-
-class Reservoir:
-    """A uniform random sample of fixed size from a stream, seeded.
-
-    Li's algorithm L: once full, it draws how many items to skip before the next
-    replacement, so most additions cost a counter increment rather than a random draw.
-    """
-
-    def __init__(self, size: int, seed: int = 0) -> None:
-        self.size = size
-        self.seen = 0
-        self.items: list[Any] = []
-        self._random = random.Random(seed)
-        self._weight = 1.0
-        self._next = 0  # 1-based index of the next item that enters a full reservoir
-
-    def add(self, item: Any) -> None:
-        self.seen += 1
-        if self.seen == self._next:
-            self.items[self._random.randrange(self.size)] = item
-            self._advance()
-        elif len(self.items) < self.size:
-            self.items.append(item)
-            if len(self.items) == self.size:
-                self._advance()
-
-    def merge(self, other: Reservoir) -> None:
-        """Become a uniform sample of both streams (each side a uniform sample of its own).
-
-        How many come from each side is hypergeometric in the streams' sizes; then a random
-        subset of each side's sample.
-        """
-        total = self.seen + other.seen
-        if len(self.items) + len(other.items) <= self.size:
-            self.items = self.items + other.items
-        else:
-            rng = np.random.default_rng(self._random.getrandbits(64))
-            from_self = int(rng.hypergeometric(self.seen, other.seen, self.size))
-            from_self = min(from_self, len(self.items))
-            from_other = min(self.size - from_self, len(other.items))
-            pick_self = rng.choice(len(self.items), from_self, replace=False)
-            pick_other = rng.choice(len(other.items), from_other, replace=False)
-            self.items = [self.items[i] for i in pick_self] + [other.items[i] for i in pick_other]
-        self.seen = total
-        self._weight = 1.0
-        self._next = 0
-        if len(self.items) == self.size:
-            self._advance()
-
-    def _advance(self) -> None:
-        draw = self._random.random
-        self._weight *= math.exp(math.log(1.0 - draw()) / self.size)
-        if self._weight >= 1.0:  # only when size is huge; never skip then
-            self._next = self.seen + 1
-            return
-        skip = math.floor(math.log(1.0 - draw()) / math.log1p(-self._weight))
-        self._next = self.seen + skip + 1
-
-
-class ImageStatsCache:
-    """Per-image statistics (or the decode error code) by payload digest; LRU-bounded."""
-
-    def __init__(self, size: int, max_pixels: int) -> None:
-        self.size = size
-        self.max_pixels = max_pixels
-        self.hits = 0
-        self.decodes = 0
-        self._entries: OrderedDict[bytes, tuple[float, ...] | str] = OrderedDict()
-
-    def statistics(self, record: CaptureRecord) -> tuple[float, ...] | str:
-        """The image's statistics in IMAGE_STAT_NAMES order, or a decode error code."""
-        digest = hashlib.blake2b(record.input_data.encode(), digest_size=16).digest()
-        entries = self._entries
-        found = entries.get(digest)
-        if found is not None:
-            self.hits += 1
-            entries.move_to_end(digest)
-            return found
-        self.decodes += 1
-        result = _image_stats_or_error(record, self.max_pixels)
-        entries[digest] = result
-        if len(entries) > self.size:
-            entries.popitem(last=False)
-        return result
-
-
-def _image_stats_or_error(record: CaptureRecord, max_pixels: int) -> tuple[float, ...] | str:
-    try:
-        body = decode_input_bytes(record)
-    except ValueError:
-        return "invalid_base64"
-    try:
-        image = decode_image(body, max_pixels=max_pixels)
-    except ImageDecodeError as exc:
-        return exc.code
-    stats = image_statistics(image)
-    return tuple(stats[name] for name in IMAGE_STAT_NAMES)
 
 
 @dataclass
@@ -537,6 +413,20 @@ class TrafficAggregator:
         sample = np.asarray(self.image_sample.items, dtype=np.float64)
         return sample[:, index] if len(sample) else np.empty(0)
 
+    def live_traffic(self) -> LiveTraffic:
+        """What the drift checks compare with the baseline."""
+        self._fold_stats()
+        return LiveTraffic(
+            class_names=list(self.class_names or []),
+            class_counts=list(self.class_counts or [0] * len(self.class_names or [])),
+            predictions=self.predictions,
+            under_threshold=self.under_threshold,
+            threshold=self.config.threshold,
+            confidence_counts=list(self.histogram),
+            decoded_images=self.decoded_images,
+            image_stats={name: self.image_stat_sample(name) for name in IMAGE_STAT_NAMES},
+        )
+
     def confidence_points(
         self,
     ) -> tuple[list[tuple[float, float, int]], list[tuple[float, float, int]]]:
@@ -544,260 +434,7 @@ class TrafficAggregator:
         return sorted(self.points.items), sorted(self.under_points.items)
 
 
-# --- drift --------------------------------------------------------------------------------
-
-
-def population_stability_index(expected: Sequence[float], actual: Sequence[float]) -> float:
-    """PSI = sum((a - e) * ln(a / e)) over bins of two distributions (counts or shares).
-
-    Both are normalised to shares; empty bins are floored at PSI_FLOOR so the index stays
-    finite (a bin empty on one side still counts heavily, as it should).
-    """
-    if len(expected) != len(actual):
-        raise ValueError(f"PSI needs the same bins: {len(expected)} vs {len(actual)}")
-    e = np.asarray(expected, dtype=np.float64)
-    a = np.asarray(actual, dtype=np.float64)
-    if e.sum() <= 0 or a.sum() <= 0:
-        raise ValueError("PSI needs non-empty distributions")
-    e = np.maximum(e / e.sum(), PSI_FLOOR)
-    a = np.maximum(a / a.sum(), PSI_FLOOR)
-    return float(np.sum((a - e) * np.log(a / e)))
-
-
-def ks_two_sample(live: np.ndarray, baseline: np.ndarray) -> tuple[float, float]:
-    """Two-sample Kolmogorov-Smirnov statistic and p-value (scipy)."""
-    from scipy.stats import ks_2samp
-
-    with warnings.catch_warnings():
-        # scipy falls back from the exact to the asymptotic p-value with a warning.
-        warnings.simplefilter("ignore", RuntimeWarning)
-        result = ks_2samp(live, baseline)
-    return float(result.statistic), float(result.pvalue)
-
-
-@dataclass
-class DriftCheck:
-    feature_name: str
-    check: str  # "psi" | "ks" | "share"
-    value: float | None
-    threshold: str
-    violated: bool
-    detail: str
-    p_value: float | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "feature_name": self.feature_name,
-            "check": self.check,
-            "value": self.value,
-            "p_value": self.p_value,
-            "threshold": self.threshold,
-            "violated": self.violated,
-            "detail": self.detail,
-        }
-
-
-def evaluate_drift(
-    aggregator: TrafficAggregator,
-    baseline: dict[str, Any] | None,
-    thresholds: DriftThresholds,
-    *,
-    skipped_reason: str | None = None,
-) -> dict[str, Any]:
-    """Drift checks against ``baseline.json``; ``status`` is ok, violations or skipped."""
-    checks: list[DriftCheck] = []
-    notes: list[str] = []
-    if thresholds.max_under_threshold_share is not None and aggregator.predictions:
-        share = aggregator.under_threshold / aggregator.predictions
-        limit = thresholds.max_under_threshold_share
-        checks.append(
-            DriftCheck(
-                "under_threshold_share",
-                "share",
-                share,
-                f"<= {limit}",
-                share > limit,
-                f"{aggregator.under_threshold} of {aggregator.predictions} predictions under "
-                f"the confidence threshold {aggregator.config.threshold}",
-            )
-        )
-    status_reason = skipped_reason
-    if baseline is None:
-        status_reason = status_reason or "no baseline"
-    else:
-        problem = baseline_problem(baseline)
-        if problem:
-            status_reason = f"baseline.json is unusable: {problem}"
-    drift_checks: list[DriftCheck] = []
-    if status_reason is None and baseline is not None:
-        drift_checks = _baseline_checks(aggregator, baseline, thresholds, notes)
-        if not drift_checks:
-            status_reason = "drift skipped: " + "; ".join(notes or ["no check could run"])
-    checks.extend(drift_checks)
-    violated = [check for check in checks if check.violated]
-    if violated:
-        status = "violations"
-    elif status_reason is not None:
-        status = "skipped"
-    else:
-        status = "ok"
-    return {
-        "status": status,
-        "skipped_reason": status_reason,
-        "notes": notes,
-        "thresholds": {
-            "psi": thresholds.psi,
-            "ks_p_value": thresholds.ks_p_value,
-            "ks_statistic": thresholds.ks_statistic,
-            "min_records": thresholds.min_records,
-            "max_under_threshold_share": thresholds.max_under_threshold_share,
-        },
-        "checks": [check.as_dict() for check in checks],
-        "violations": len(violated),
-    }
-
-
-def baseline_problem(baseline: dict[str, Any]) -> str | None:
-    """Why a baseline cannot be compared against, naming the key; None when it can."""
-    if not isinstance(baseline, dict):
-        return "not a JSON object"
-    names = baseline.get("class_names")
-    if not isinstance(names, list) or not names:
-        return "class_names is missing or empty"
-    if not isinstance(baseline.get("class_mix"), dict):
-        return "class_mix is missing"
-    histogram = baseline.get("confidence_histogram")
-    if not isinstance(histogram, list) or len(histogram) != len(CONFIDENCE_BIN_EDGES) - 1:
-        return (
-            f"confidence_histogram must have {len(CONFIDENCE_BIN_EDGES) - 1} bins "
-            f"(edges {list(CONFIDENCE_BIN_EDGES)})"
-        )
-    edges = baseline.get("confidence_bin_edges")
-    if edges is not None and [round(float(e), 6) for e in edges] != list(CONFIDENCE_BIN_EDGES):
-        return "confidence_bin_edges differ from scones.model.image_stats.CONFIDENCE_BIN_EDGES"
-    if not isinstance(baseline.get("image_stats", {}), dict):
-        return "image_stats is not an object"
-    return None
-
-
-def _baseline_checks(
-    aggregator: TrafficAggregator,
-    baseline: dict[str, Any],
-    thresholds: DriftThresholds,
-    notes: list[str],
-) -> list[DriftCheck]:
-    checks: list[DriftCheck] = []
-    baseline_names = [str(name) for name in baseline["class_names"]]
-    live_names = aggregator.class_names or []
-    predictions = aggregator.predictions
-    if predictions < thresholds.min_records:
-        notes.append(
-            f"class mix and confidence PSI skipped: {predictions} predictions, fewer than "
-            f"--min-records {thresholds.min_records}"
-        )
-    elif live_names and len(live_names) != len(baseline_names):
-        notes.append(
-            f"class mix PSI skipped: the traffic has {len(live_names)} classes, the baseline "
-            f"{len(baseline_names)} ({baseline_names})"
-        )
-    else:
-        expected = [float(baseline["class_mix"].get(name, 0.0)) for name in baseline_names]
-        checks.append(
-            _psi_check("predicted_class_mix", expected, aggregator.class_counts, thresholds)
-        )
-    if predictions >= thresholds.min_records:
-        checks.append(
-            _psi_check(
-                "top_confidence_histogram",
-                [float(c) for c in baseline["confidence_histogram"]],
-                aggregator.histogram,
-                thresholds,
-            )
-        )
-    image_stats = baseline.get("image_stats") or {}
-    decoded = aggregator.decoded_images
-    for name in IMAGE_STAT_NAMES:
-        values = image_stats.get(name)
-        if not isinstance(values, list) or not values:
-            notes.append(
-                f"KS test of image {name} skipped: baseline.json has no image_stats.{name}"
-            )
-            continue
-        if decoded < thresholds.min_records:
-            notes.append(
-                f"KS test of image {name} skipped: {decoded} decoded images, fewer than "
-                f"--min-records {thresholds.min_records}"
-            )
-            continue
-        statistic, p_value = ks_two_sample(
-            aggregator.image_stat_sample(name), np.asarray(values, dtype=np.float64)
-        )
-        violated = p_value < thresholds.ks_p_value and statistic > thresholds.ks_statistic
-        checks.append(
-            DriftCheck(
-                f"image_{name}",
-                "ks",
-                statistic,
-                f"p < {thresholds.ks_p_value} and D > {thresholds.ks_statistic}",
-                violated,
-                f"KS distance {statistic:.4f} (p-value {p_value:.3g}) between "
-                f"{len(aggregator.image_stat_sample(name))} live and {len(values)} baseline "
-                f"images",
-                p_value=p_value,
-            )
-        )
-    return checks
-
-
-def _psi_check(
-    feature: str, expected: Sequence[float], actual: Sequence[int], thresholds: DriftThresholds
-) -> DriftCheck:
-    value = population_stability_index(expected, actual)
-    return DriftCheck(
-        feature,
-        "psi",
-        value,
-        f"<= {thresholds.psi}",
-        value > thresholds.psi,
-        f"population stability index {value:.4f} against the baseline",
-    )
-
-
-def constraint_violations(drift: dict[str, Any]) -> dict[str, Any]:
-    """SageMaker Model Monitor's constraint_violations.json shape."""
-    violations = []
-    for check in drift["checks"]:
-        if not check["violated"]:
-            continue
-        if check["check"] == "share":
-            kind = THRESHOLD_CHECK
-            description = (
-                f"Share under the confidence threshold: {check['value']:.4f} exceeds "
-                f"threshold: {check['threshold'].removeprefix('<= ')} ({check['detail']})"
-            )
-        elif check["check"] == "psi":
-            kind = DRIFT_CHECK
-            description = (
-                f"Baseline drift distance (population stability index): {check['value']:.4f} "
-                f"exceeds threshold: {check['threshold'].removeprefix('<= ')}"
-            )
-        else:
-            kind = DRIFT_CHECK
-            description = (
-                f"Baseline drift distance (Kolmogorov-Smirnov): {check['value']:.4f} with "
-                f"p-value {check['p_value']:.3g} exceeds threshold: {check['threshold']}"
-            )
-        violations.append(
-            {
-                "feature_name": check["feature_name"],
-                "constraint_check_type": kind,
-                "description": description,
-            }
-        )
-    return {"violations": violations}
-
-
-# --- helpers --------------------------------------------------------------------------------
+# --- helpers ---------------------------------------------------------------------------
 
 
 def iso(timestamp: float) -> str:
