@@ -37,18 +37,36 @@ SCONES = Path(sys.executable).parent / "scones"
 CONCURRENCIES = (1, 8, 32, 128)
 
 
-def build_model(folder: Path, width: int = 32) -> Path:
-    """The real architecture (flip-averaged VehicleNet, ``width``) exported to ONNX."""
+def build_model(folder: Path, width: int = 32, backbone: str = "scratch") -> Path:
+    """The real architecture (flip-averaged VehicleNet of ``width``, or the default transfer
+    model: EfficientNet-Lite0 trunk + 3 tuned tails at 128 px) exported to ONNX."""
     import warnings
 
     import torch
 
     from scones.model.artifact import MODEL_JSON, MODEL_ONNX, ModelCard
+    from scones.model.efficientnet import EfficientNetLite0
     from scones.model.net import FlipAveragedClassifier, VehicleNet
+    from scones.model.preprocess import Preprocessing
 
     torch.manual_seed(0)
-    model = FlipAveragedClassifier(VehicleNet(num_classes=2, width=width)).eval()
-    example = torch.zeros(1, 3, 32, 32)
+    prep = Preprocessing()
+    if backbone == "scratch":
+        net: torch.nn.Module = VehicleNet(num_classes=2, width=width)
+        architecture = {"net": "VehicleNet", "width": width, "flip_average": True}
+    else:
+        from scones.model.train import TrainConfig, preprocessing_for
+        from scones.model.transfer import FrozenTrunk, TransferClassifier, TunedTail
+
+        config = TrainConfig()  # the default recipe's shape; speed does not depend on weights
+        prep = preprocessing_for(config)
+        lite0 = EfficientNetLite0(config.image_size).eval()
+        cut = len(lite0._blocks) - config.tune_blocks
+        tails = [TunedTail(lite0, cut, 2, config.dropout) for _ in range(config.members)]
+        net = TransferClassifier(FrozenTrunk(lite0, cut), tails)
+        architecture = {"net": "EfficientNet-Lite0 transfer", "members": config.members}
+    model = FlipAveragedClassifier(net).eval()
+    example = torch.zeros(1, 3, *prep.input_size)
     folder.mkdir(parents=True, exist_ok=True)
     with warnings.catch_warnings():
         # The TorchScript exporter is deprecated but exports this plain CNN fine and fast.
@@ -58,7 +76,9 @@ def build_model(folder: Path, width: int = 32) -> Path:
         name="vehicle-classifier-bench",
         version=0,
         class_names=["bicycle", "motorcycle"],
-        architecture={"net": "VehicleNet", "width": width, "flip_average": True},
+        input_shape=(3, *prep.input_size),
+        preprocessing=prep,
+        architecture=architecture,
     )
     (folder / MODEL_JSON).write_text(card.model_dump_json(indent=2))
     return folder
@@ -220,6 +240,12 @@ def main() -> int:
     parser.add_argument(
         "--width", type=int, default=32, help="VehicleNet width of the built model (real: 32)"
     )
+    parser.add_argument(
+        "--backbone",
+        default="scratch",
+        choices=("scratch", "efficientnet-lite0"),
+        help="architecture of the built model (efficientnet-lite0: the transfer default)",
+    )
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per concurrency")
     parser.add_argument("--concurrency", type=int, nargs="*", default=list(CONCURRENCIES))
     parser.add_argument("--max-batch-size", type=int, default=32)
@@ -234,7 +260,7 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory(prefix="scones-serve-bench-") as tmp:
         tmp_path = Path(tmp)
-        model_dir = args.model or build_model(tmp_path / "model", args.width)
+        model_dir = args.model or build_model(tmp_path / "model", args.width, args.backbone)
         images = load_pngs(256)
         # The ceiling: the best of ONNX Runtime with one thread and with one per core.
         raw: dict[str, float] = {}
@@ -288,7 +314,14 @@ def main() -> int:
         "machine": f"{platform.machine()}, {os.cpu_count()} cores (shared with the load generator)",
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "date": time.strftime("%a %b %d %H:%M:%S %Z %Y"),
-        "model": str(args.model or f"VehicleNet width {args.width}, flip-averaged, random weights"),
+        "model": str(
+            args.model
+            or (
+                f"VehicleNet width {args.width}, flip-averaged, random weights"
+                if args.backbone == "scratch"
+                else "EfficientNet-Lite0 transfer (default recipe), random weights"
+            )
+        ),
         "capture": not args.no_capture,
         "raw_onnxruntime": raw,
         "runs": runs,

@@ -1,18 +1,19 @@
-"""Train the vehicle classifier with its defaults on the shared CIFAR-100 vehicles, per seed.
+"""Scratch vs transfer (and any --compare configuration) on the same 5 folds of the shared data.
 
-For each seed the shared 1000 images are staged into a temporary store (stratified: 10 % test,
-10 % validation, the rest train; the split depends on the seed), trained exactly as
-``scones train`` trains (``train_model``: fit, ONNX export, calibration, baseline), and the
-artifact is evaluated through ONNX Runtime on the held-out test images. Each run is a fresh
-process, so wall time and peak RSS are its own.
+The 1000 shared CIFAR-100 vehicle images are split into 5 stratified folds (fixed seed). For
+fold k, fold k is the test split (200 images), 10 % of the rest is validation (checkpoint
+choice, calibration, the recommended threshold) and the rest is train. Every configuration
+trains exactly as ``scones train`` does (``train_model``: fit, ONNX export, calibration), each
+run in a fresh process so wall time and peak RSS are its own, and is evaluated through ONNX
+Runtime on its test fold. Reported per configuration:
 
-The same run also trains a plain baseline (one network; crop + flip only, no cutout,
-label smoothing or EMA, 30 epochs) on the same splits, and reports ratios against it.
-``--compare NAME='{"members": 1, "epochs": 100}'`` (repeatable) adds configurations
-(``TrainConfig`` overrides of the defaults) trained on the same splits in the same run.
+- accuracy and coverage at 99 % selective accuracy over the 1000 pooled test predictions
+  (each calibrated by its own fold's validation), and per fold at the validation threshold;
+- training seconds and peak RSS (mean, max);
+- ONNX Runtime images/s at batch 1 and batch 32 (the served graph, flip TTA included).
 
-    .venv/bin/python benchmarks/train_accuracy.py [--seeds 3] [--epochs N] [--device cuda]
-        [--compare NAME=JSON ...] [--no-baseline] [--json]
+    .venv/bin/python benchmarks/train_accuracy.py [--folds 0,1,2,3,4] [--threads 2]
+        [--compare NAME=JSON ...] [--no-scratch] [--json]
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ import argparse
 import json
 import platform
 import resource
-import statistics
 import sys
 import tempfile
 import time
@@ -30,91 +30,133 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED_VEHICLES = REPO.parent / "shared" / "data" / "cifar100-vehicles"
-PLAIN = {"epochs": 30, "cutout": 0, "label_smoothing": 0.0, "ema_decay": 0.0, "members": 1}
+FOLDS = 5
+FOLD_SEED = 0
+VALIDATION_SHARE = 0.1
 GOAL_ACCURACY = 0.96
 GOAL_COVERAGE = 0.90
 GOAL_SECONDS = 300.0
 GOAL_RSS_MB = 3072.0
+CONFIGS: dict[str, dict[str, Any]] = {"transfer": {}, "scratch": {"backbone": "scratch"}}
 
 
-def stage_shared(source: Path, dest: Path, seed: int) -> None:
-    """Stage with `scones stage`'s own code (import of a staged folder)."""
-    from scones.data.stage import stage
-    from scones.store import open_store
+def fold_splits(labels: np.ndarray, fold: int) -> dict[str, np.ndarray]:
+    """Row indices of train / validation / test for ``fold`` (stratified, fixed seed)."""
+    rng = np.random.default_rng(FOLD_SEED)
+    test, validation, train = [], [], []
+    for label in np.unique(labels):
+        rows = rng.permutation(np.flatnonzero(labels == label))
+        parts = np.array_split(rows, FOLDS)
+        rest = np.concatenate([p for k, p in enumerate(parts) if k != fold])
+        n_val = round(len(rest) * VALIDATION_SHARE)
+        test.append(parts[fold])
+        validation.append(rest[:n_val])
+        train.append(rest[n_val:])
+    return {
+        "train": np.concatenate(train),
+        "validation": np.concatenate(validation),
+        "test": np.concatenate(test),
+    }
 
-    stage(
-        str(source),
-        open_store(str(dest)),
-        classes=["bicycle", "motorcycle"],
-        val_fraction=0.1,
-        test_fraction=0.1,
-        seed=seed,
-        md5=None,
-        cache_dir=dest.parent / "cache",
-    )
+
+def write_fold(source: Path, dest: Path, fold: int) -> None:
+    """A staged layout of one fold, images copied from the shared folder."""
+    from scones.data.layout import IMAGE_FOLDER, LstEntry, format_lst, parse_lst
+
+    entries = parse_lst((source / "train.lst").read_text(), source="train.lst")
+    labels = np.array([e.label for e in entries])
+    for split, rows in fold_splits(labels, fold).items():
+        chosen = [entries[i] for i in sorted(rows)]
+        folder = dest / IMAGE_FOLDER[split]
+        folder.mkdir(parents=True, exist_ok=True)
+        for entry in chosen:
+            (folder / entry.path).write_bytes((source / "train" / entry.path).read_bytes())
+        (dest / f"{split}.lst").write_text(
+            format_lst([LstEntry(e.index, e.label, e.path) for e in chosen])
+        )
+    info = {"class_names": ["bicycle", "motorcycle"], "counts": {}}
+    (dest / "dataset.json").write_text(json.dumps(info))
 
 
-def run_one(source: str, seed: int, overrides: dict[str, Any]) -> dict[str, Any]:
-    """One seed in a fresh process: stage, train like `scones train`, evaluate on test."""
+def onnx_images_per_second(model_dir: Path, batch: int, seconds: float = 3.0) -> float:
+    from scones.model.artifact import OnnxClassifier
+
+    classifier = OnnxClassifier(model_dir)
+    shape = (batch, *classifier.card.input_shape)
+    inputs = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    classifier.logits(inputs)  # warm up
+    done, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        classifier.logits(inputs)
+        done += batch
+    return done / (time.perf_counter() - started)
+
+
+def run_one(source: str, fold: int, overrides: dict[str, Any]) -> dict[str, Any]:
+    """One fold in a fresh process: write the layout, train like `scones train`, evaluate."""
     import torch
 
-    from scones.model.evaluate import evaluate_model
+    from scones.model.artifact import OnnxClassifier
+    from scones.model.dataset import load_split
+    from scones.model.evaluate import evaluate_model, predict_pixels
     from scones.model.train import TrainConfig, train_model
     from scones.store import open_store
 
     with tempfile.TemporaryDirectory(prefix="scones-bench-") as tmp:
         staged = Path(tmp) / "staged"
-        stage_shared(Path(source), staged, seed)
-        config = TrainConfig(**{**overrides, "seed": seed})
+        write_fold(Path(source), staged, fold)
+        config = TrainConfig(**overrides)
         store = open_store(str(staged))
         started = time.perf_counter()
         trained = train_model(store, config, Path(tmp) / "model", name="bench")
         seconds = time.perf_counter() - started
-        validation_threshold = trained.metrics["recommended_threshold"]
-        test = evaluate_model(
-            trained.model_dir, store, split="test", threshold=validation_threshold
-        )
-    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        threshold = trained.metrics["recommended_threshold"]
+        test = evaluate_model(trained.model_dir, store, split="test", threshold=threshold)
+        classifier = OnnxClassifier(trained.model_dir)
+        images = load_split(store, "test", prep=classifier.preprocessing, num_classes=2)
+        probabilities = predict_pixels(classifier, images.pixels)
+        ips1 = onnx_images_per_second(trained.model_dir, 1)
+        ips32 = onnx_images_per_second(trained.model_dir, 32)
     at = test.get("at_threshold") or {}
     return {
-        "seed": seed,
-        "config": config.model_dump(),
-        "device": trained.card.training["device_used"],
+        "fold": fold,
+        "config": config.model_dump(mode="json"),
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "n_train": trained.card.training["n_train"],
-        "n_validation": trained.card.training["n_validation"],
         "n_test": test["n"],
-        "val_accuracy": trained.metrics["accuracy"],
         "test_accuracy": test["accuracy"],
-        "test_log_loss": test["log_loss"],
-        "test_ece": test["ece"],
         "test_coverage_at_99": test["coverage_at_recommended"],
-        "val_threshold": validation_threshold,
+        "val_threshold": threshold,
         "test_coverage_at_val_threshold": at.get("coverage"),
         "test_accuracy_at_val_threshold": at.get("selective_accuracy"),
         "temperature": trained.card.temperature,
-        "best_epoch": trained.card.training["best_epoch"],
-        "best_epochs": trained.card.training.get("best_epochs"),
-        "members": config.members,
         "parameters": trained.card.architecture["parameters"],
         "macs_per_image": trained.card.architecture["macs_per_image"],
         "train_seconds": seconds,
         "peak_rss_mb": peak_kb / 1024.0,
+        "onnx_images_per_s_batch1": ips1,
+        "onnx_images_per_s_batch32": ips32,
+        "probabilities": probabilities.tolist(),
+        "labels": images.labels.tolist(),
     }
 
 
-def run_seeds(source: Path, seeds: int, overrides: dict[str, Any]) -> list[dict[str, Any]]:
+def run_folds(source: Path, folds: list[int], overrides: dict[str, Any]) -> list[dict[str, Any]]:
     results = []
-    for seed in range(seeds):
+    for fold in folds:
         with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as pool:
-            result = pool.submit(run_one, str(source), seed, overrides).result()
+            result = pool.submit(run_one, str(source), fold, overrides).result()
         print(
-            f"  seed {seed}: val {result['val_accuracy']:.4f} test {result['test_accuracy']:.4f} "
+            f"  fold {fold}: test {result['test_accuracy']:.4f} "
             f"cov@99 {result['test_coverage_at_99']:.3f} {result['train_seconds']:.0f} s "
-            f"{result['peak_rss_mb']:.0f} MB",
+            f"{result['peak_rss_mb']:.0f} MB, ONNX {result['onnx_images_per_s_batch1']:.0f}/s "
+            f"(b1) {result['onnx_images_per_s_batch32']:.0f}/s (b32)",
             file=sys.stderr,
             flush=True,
         )
@@ -123,39 +165,49 @@ def run_seeds(source: Path, seeds: int, overrides: dict[str, Any]) -> list[dict[
 
 
 def summary(results: list[dict[str, Any]]) -> dict[str, float]:
-    def stats(key: str) -> tuple[float, float]:
-        values = [float(r[key]) for r in results]
-        return statistics.mean(values), statistics.pstdev(values)
+    from scones.model.evaluate import lowest_threshold_reaching
 
-    out: dict[str, float] = {}
-    for key in ("val_accuracy", "test_accuracy", "test_coverage_at_99", "train_seconds"):
-        out[f"{key}_mean"], out[f"{key}_sd"] = stats(key)
-    out["peak_rss_mb_max"] = max(r["peak_rss_mb"] for r in results)
-    return out
+    probabilities = np.concatenate([np.asarray(r["probabilities"]) for r in results])
+    labels = np.concatenate([np.asarray(r["labels"]) for r in results])
+    top = probabilities.max(1)
+    correct = (probabilities.argmax(1) == labels).astype(np.float64)
+    threshold = lowest_threshold_reaching(top, correct, 0.99)
+    at_val = [r["test_coverage_at_val_threshold"] or 0.0 for r in results]
+    return {
+        "n": float(len(labels)),
+        "accuracy": float(correct.mean()),
+        "coverage_at_99": float((top >= threshold).mean()) if threshold is not None else 0.0,
+        "coverage_at_val_threshold_mean": float(np.mean(at_val)),
+        "train_seconds_mean": float(np.mean([r["train_seconds"] for r in results])),
+        "peak_rss_mb_max": max(r["peak_rss_mb"] for r in results),
+        "onnx_images_per_s_batch1": float(
+            np.mean([r["onnx_images_per_s_batch1"] for r in results])
+        ),
+        "onnx_images_per_s_batch32": float(
+            np.mean([r["onnx_images_per_s_batch32"] for r in results])
+        ),
+    }
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, default=3, help="seeds (splits and init) to run")
-    parser.add_argument("--epochs", type=int, default=None, help="override the default epochs")
+    parser.add_argument("--folds", default="0,1,2,3,4", help="which of the 5 folds to run")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    parser.add_argument("--source", type=Path, default=SHARED_VEHICLES, help="staged folder")
-    parser.add_argument("--no-baseline", action="store_true", help="skip the plain baseline")
-    parser.add_argument(
-        "--no-default",
-        action="store_true",
-        help="skip the defaults (only --compare configurations; CPU runs are bit-reproducible)",
-    )
+    parser.add_argument("--source", type=Path, default=SHARED_VEHICLES, help="shared folder")
+    parser.add_argument("--no-scratch", action="store_true", help="skip the scratch network")
     parser.add_argument(
         "--compare",
         action="append",
         default=[],
         metavar="NAME=JSON",
-        help="also train this configuration (TrainConfig overrides) on the same splits",
+        help="also train this configuration (TrainConfig overrides) on the same folds",
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--save", type=Path, help="also write the full report (JSON) here")
     args = parser.parse_args()
-    comparisons: list[tuple[str, dict[str, Any]]] = []
+    folds = [int(f) for f in args.folds.split(",")]
+    configs = {k: v for k, v in CONFIGS.items() if not (args.no_scratch and k == "scratch")}
     for item in args.compare:
         name, _, text = item.partition("=")
         try:
@@ -164,93 +216,49 @@ def main() -> int:
             parser.error(f"--compare {item!r}: not NAME=JSON: {exc}")
         if not name or not isinstance(values, dict):
             parser.error(f"--compare {item!r}: expected NAME={{...}}")
-        comparisons.append((name, values))
+        configs[name] = values
 
     import torch
 
-    from scones.model.train import TrainConfig
-
-    overrides: dict[str, Any] = {"device": args.device}
-    if args.epochs is not None:
-        overrides["epochs"] = args.epochs
-    device = "cuda" if args.device == "auto" and torch.cuda.is_available() else args.device
+    common: dict[str, Any] = {"device": args.device}
+    if args.threads:
+        common["threads"] = args.threads
     print(
-        f"torch {torch.__version__} on {device}"
-        + (f" ({torch.cuda.get_device_name()})" if device.startswith("cuda") else "")
-        + f", {platform.processor() or platform.machine()}, defaults "
-        + json.dumps(TrainConfig(**overrides).model_dump()),
+        f"torch {torch.__version__}, {platform.processor() or platform.machine()}, folds {folds}",
         file=sys.stderr,
     )
-    report: dict[str, Any] = {"torch": torch.__version__, "device": device, "seeds": args.seeds}
-    if not args.no_default:
-        print("default config:", file=sys.stderr)
-        default_runs = run_seeds(args.source, args.seeds, overrides)
-        report["default"] = {"runs": default_runs, "summary": summary(default_runs)}
-    for name, values in comparisons:
+    report: dict[str, Any] = {"torch": torch.__version__, "folds": folds, "configs": {}}
+    for name, values in configs.items():
         print(f"{name}: {json.dumps(values)}", file=sys.stderr)
-        runs = run_seeds(args.source, args.seeds, {**overrides, **values})
-        report.setdefault("compare", {})[name] = {
-            "overrides": values,
-            "runs": runs,
-            "summary": summary(runs),
-        }
-    if not args.no_baseline:
-        print("plain baseline:", file=sys.stderr)
-        plain_runs = run_seeds(args.source, args.seeds, {**overrides, **PLAIN})
-        report["plain"] = {"runs": plain_runs, "summary": summary(plain_runs)}
+        runs = run_folds(args.source, folds, {**common, **values})
+        report["configs"][name] = {"overrides": values, "summary": summary(runs), "runs": runs}
+    if args.save:
+        args.save.write_text(json.dumps(report))
     if args.json:
+        for entry in report["configs"].values():
+            for run in entry["runs"]:
+                del run["probabilities"], run["labels"]
         print(json.dumps(report, indent=2))
         return 0
-
-    rows = [("default", report["default"]["summary"])] if "default" in report else []
-    rows += [(name, entry["summary"]) for name, entry in report.get("compare", {}).items()]
-    if "plain" in report:
-        rows.append(("plain baseline", report["plain"]["summary"]))
-    header = (
-        f"{'config':16s} {'val acc':>14s} {'test acc':>14s} {'cov@99%':>14s} "
-        f"{'train s':>12s} {'peak RSS MB':>11s}"
-    )
-    print(header)
-    for name, s in rows:
-        print(
-            f"{name:16s} {s['val_accuracy_mean']:.4f}±{s['val_accuracy_sd']:.4f}  "
-            f"{s['test_accuracy_mean']:.4f}±{s['test_accuracy_sd']:.4f}  "
-            f"{s['test_coverage_at_99_mean']:.3f}±{s['test_coverage_at_99_sd']:.3f}  "
-            f"{s['train_seconds_mean']:7.1f}±{s['train_seconds_sd']:4.1f} "
-            f"{s['peak_rss_mb_max']:11.0f}"
-        )
-    if "default" not in report:
-        return 0
-    s = report["default"]["summary"]
-    for name, entry in report.get("compare", {}).items():
-        c = entry["summary"]
-        print(
-            f"  {name} vs default: test error "
-            f"{(1 - c['test_accuracy_mean']) / max(1e-9, 1 - s['test_accuracy_mean']):.2f}x, "
-            f"train time {c['train_seconds_mean'] / s['train_seconds_mean']:.2f}x"
-        )
-    print("\nratios (default):")
-    if "plain" in report:
-        p = report["plain"]["summary"]
-        print(
-            f"  test error vs plain baseline: "
-            f"{(1 - s['test_accuracy_mean']) / max(1e-9, 1 - p['test_accuracy_mean']):.2f}x"
-        )
-        print(
-            f"  train time vs plain baseline: "
-            f"{s['train_seconds_mean'] / p['train_seconds_mean']:.2f}x"
-        )
     print(
-        f"  test accuracy / goal {GOAL_ACCURACY:.0%}: {s['test_accuracy_mean'] / GOAL_ACCURACY:.3f}"
+        f"{'config':12s} {'n':>5s} {'accuracy':>9s} {'cov@99%':>8s} {'cov@val thr':>11s} "
+        f"{'train s':>8s} {'peak MB':>8s} {'ONNX/s b1':>10s} {'ONNX/s b32':>10s}"
     )
-    print(
-        f"  coverage@99% / goal {GOAL_COVERAGE:.0%}: "
-        f"{s['test_coverage_at_99_mean'] / GOAL_COVERAGE:.3f}"
-    )
-    print(
-        f"  train time / budget {GOAL_SECONDS:.0f} s: {s['train_seconds_mean'] / GOAL_SECONDS:.2f}"
-    )
-    print(f"  peak RSS / budget {GOAL_RSS_MB:.0f} MB: {s['peak_rss_mb_max'] / GOAL_RSS_MB:.2f}")
+    for name, entry in report["configs"].items():
+        s = entry["summary"]
+        print(
+            f"{name:12s} {s['n']:5.0f} {s['accuracy']:9.4f} {s['coverage_at_99']:8.3f} "
+            f"{s['coverage_at_val_threshold_mean']:11.3f} {s['train_seconds_mean']:8.1f} "
+            f"{s['peak_rss_mb_max']:8.0f} {s['onnx_images_per_s_batch1']:10.0f} "
+            f"{s['onnx_images_per_s_batch32']:10.0f}"
+        )
+    if "transfer" in report["configs"]:
+        s = report["configs"]["transfer"]["summary"]
+        print(
+            f"\ntransfer vs goals: accuracy {s['accuracy']:.4f} / {GOAL_ACCURACY}, coverage "
+            f"{s['coverage_at_99']:.3f} / {GOAL_COVERAGE}, train {s['train_seconds_mean']:.0f} "
+            f"/ {GOAL_SECONDS:.0f} s, peak {s['peak_rss_mb_max']:.0f} / {GOAL_RSS_MB:.0f} MB"
+        )
     return 0
 
 

@@ -15,6 +15,7 @@ from scones.workflow.executions import ExecutionStore
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)  # the subprocess's own limit: training runs inside it
 def test_demo_fast_runs_every_stage_and_reports_consistent_numbers(
     shared_vehicles: Path, tmp_path: Path
 ) -> None:

@@ -27,6 +27,7 @@ from scones.store import ObjectStore, open_store
 DEMO_BUCKET = "scones"
 OOD_PREFIX = "demo/out-of-distribution/"
 FAST_EPOCHS = 4  # per ensemble member
+FAST_MEMBERS = 1  # --fast: one network (or one tuned tail) instead of the ensemble
 
 
 @dataclass
@@ -47,6 +48,7 @@ class DemoSummary:
     test_accuracy: float | None = None
     test_images: int = 0
     recommended_threshold: float | None = None
+    threshold: float | None = None  # what routing used (SCONES_THRESHOLD, or the model's)
     passed: int = 0
     failed: int = 0
     failed_keys: list[str] = field(default_factory=list)
@@ -172,6 +174,8 @@ def _stage_and_train(
     values: dict[str, Any] = {"seed": options.seed}
     if epochs:
         values["epochs"] = epochs
+    if options.fast:
+        values["members"] = FAST_MEMBERS
     config = make_config(values)
     model_dir = conf.home / "demo-model"
     with stages.stage("train", total=config.epochs * config.members) as step:
@@ -181,9 +185,10 @@ def _stage_and_train(
 
         trained = train_model(store, config, model_dir, name=conf.model_name, on_epoch=on_epoch)
     summary.validation_accuracy = trained.card.metrics.get("accuracy")
+    summary.threshold = conf.routing_threshold(trained.card.metrics.get("recommended_threshold"))
 
     with stages.stage("evaluate (test split)") as step:
-        metrics = evaluate_model(model_dir, store, split="test", threshold=conf.threshold)
+        metrics = evaluate_model(model_dir, store, split="test", threshold=summary.threshold)
         summary.test_accuracy = metrics["accuracy"]
         summary.test_images = metrics["n"]
         summary.recommended_threshold = metrics.get("recommended_threshold")
@@ -215,7 +220,9 @@ def _run_workflow(
         store.put(key, data, content_type="image/png")
         keys.append(key)
     runs.configure_local_functions(
-        endpoint_url=endpoint_url, threshold=conf.threshold, bucket_store=(DEMO_BUCKET, conf.store)
+        endpoint_url=endpoint_url,
+        threshold=summary.threshold,
+        bucket_store=(DEMO_BUCKET, conf.store),
     )
     review = ReviewConfig(conf.db, tuple(conf.class_names), conf.s3_endpoint_url)
     version = "" if summary.model_version is None else str(summary.model_version)
@@ -256,7 +263,7 @@ def _monitor(conf: Settings, model_ref: str, stages: _Stages, summary: DemoSumma
             MonitorOptions(
                 capture_uri=conf.capture_uri,
                 endpoint_name=conf.endpoint_name,
-                threshold=conf.threshold,
+                threshold=conf.threshold if summary.threshold is None else summary.threshold,
                 model_ref=model_ref,
                 store_uri=conf.store,
                 s3_endpoint_url=conf.s3_endpoint_url,

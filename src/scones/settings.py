@@ -8,12 +8,15 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
-from pydantic import Field, model_validator
+from pydantic import Field, ModelWrapValidatorHandler, PrivateAttr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 OFFICIAL_CIFAR100_URL = "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz"
 OFFICIAL_CIFAR100_MD5 = "eb9058c3a382ffc7106e4002c42a8d85"
+DEFAULT_THRESHOLD = 0.93
+MODEL_THRESHOLD = "model"  # SCONES_THRESHOLD=model: the threshold the model itself records
 
 
 class Settings(BaseSettings):
@@ -55,10 +58,11 @@ class Settings(BaseSettings):
         default="vehicle-classifier", description="Name of the model in the registry."
     )
     threshold: float = Field(
-        default=0.93,
+        default=DEFAULT_THRESHOLD,
         ge=0.0,
         le=1.0,
-        description="Confidence a prediction needs to be passed on to routing.",
+        description="Confidence a prediction needs to be passed on to routing; `model`: the "
+        "model's own recommended threshold (from its model.json), else the default.",
     )
     endpoint_url: str = Field(
         default="http://127.0.0.1:8080",
@@ -71,6 +75,32 @@ class Settings(BaseSettings):
         default="",
         description="Where the endpoint writes data capture. Default: <store>/data_capture.",
     )
+
+    _threshold_from_model: bool = PrivateAttr(default=False)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _model_threshold(cls, data: Any, handler: ModelWrapValidatorHandler[Settings]) -> Settings:
+        # SCONES_THRESHOLD=model keeps `threshold` a number (the default) and remembers
+        # that the model's recorded threshold wins where a model is at hand.
+        from_model = isinstance(data, dict) and str(data.get("threshold", "")).strip().lower() == (
+            MODEL_THRESHOLD
+        )
+        if from_model:
+            data = {**data, "threshold": DEFAULT_THRESHOLD}
+        settings = handler(data)
+        settings._threshold_from_model = from_model
+        return settings
+
+    @property
+    def threshold_from_model(self) -> bool:
+        return self._threshold_from_model
+
+    def routing_threshold(self, recorded: float | None) -> float:
+        """The threshold to route with, given the threshold a model records (or None)."""
+        if self._threshold_from_model and recorded is not None:
+            return recorded
+        return self.threshold
 
     @model_validator(mode="after")
     def _derive_paths(self) -> Settings:

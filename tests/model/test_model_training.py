@@ -43,6 +43,7 @@ from scones.model.train import (
 from scones.store import open_store
 
 TINY = {
+    "backbone": "scratch",
     "epochs": 6,
     "width": 8,
     "batch_size": 16,
@@ -330,7 +331,9 @@ def test_cli_train_single_class_fails_with_one_line(tmp_path: Path, shared_vehic
 def test_cli_train_registers_and_promotes(tmp_path: Path, shared_vehicles: Path) -> None:
     root = staged_shared(tmp_path / "s", shared_vehicles, train=8, validation=3)
     config = tmp_path / "c.json"
-    config.write_text(json.dumps({"width": 4, "batch_size": 8, "device": "cpu"}))
+    config.write_text(
+        json.dumps({"backbone": "scratch", "width": 4, "batch_size": 8, "device": "cpu"})
+    )
     result = run_cli(
         "train", "--store", str(root), "--epochs", "1", "--config", str(config), "--promote"
     )

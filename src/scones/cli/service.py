@@ -20,7 +20,10 @@ def demo(
             "staged folder such as ../shared/data/cifar100-vehicles. Default: SCONES_SOURCE."
         ),
     ] = None,
-    fast: Annotated[bool, typer.Option("--fast", help="Train for a few epochs only.")] = False,
+    fast: Annotated[
+        bool,
+        typer.Option("--fast", help="Train for a few epochs, one network instead of the ensemble."),
+    ] = False,
     epochs: Annotated[
         int | None, typer.Option(help="Training epochs (overrides the default and --fast).")
     ] = None,
@@ -61,7 +64,8 @@ def demo(
     table.add_row("test accuracy", f"{summary.test_accuracy:.3f} on {summary.test_images} images")
     table.add_row(
         "executions",
-        f"{summary.passed} passed, {summary.failed} failed (threshold {conf.threshold})",
+        f"{summary.passed} passed, {summary.failed} failed (threshold "
+        f"{conf.threshold if summary.threshold is None else summary.threshold:g})",
     )
     table.add_row("failed images", str(summary.failed_images_dir))
     table.add_row(

@@ -64,8 +64,16 @@ def read_card(model_dir: Path) -> ModelCard:
         return ModelCard.model_validate_json(path.read_bytes())
     except ValidationError as exc:
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+            f"{'.'.join(str(p) for p in err['loc'])}={err.get('input')!r}: {err['msg']}"
+            if err["loc"][:1] == ("preprocessing",)
+            else f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}"
+            for err in exc.errors()
         )
+        if any(err["loc"][:1] == ("preprocessing",) for err in exc.errors()):
+            raise ArtifactError(
+                f"{path}: the model's preprocessing contract is not one this code knows "
+                f"({problems}); refusing to load it"
+            ) from None
         raise ArtifactError(f"{path} is malformed: {problems}") from None
 
 

