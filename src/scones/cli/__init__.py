@@ -4,7 +4,8 @@ Layout (one module per command group; each command body parses its options, call
 library function and renders the result):
 
 - ``data.py``      stage
-- ``model.py``     train, evaluate, models list/show/promote
+- ``model.py``     train, evaluate
+- ``registry.py``  models list/show/promote
 - ``serving.py``   serve, invoke
 - ``workflow.py``  functions package, run, executions list/show/history, watch
 - ``monitor.py``   monitor, dashboard
@@ -21,7 +22,7 @@ Library errors name parameters (``{since}``); ``main`` shows them as flags
 (``options.flag_for``: ``since`` -> ``--since``, with a table for the few that differ).
 
 To add a command: write it as a plain function in its group's module (a sub-command goes on
-that module's sub-app, e.g. ``models_app``), then register a top-level command in the table
+that module's sub-app, e.g. ``registry.models_app``), then register a top-level command in the table
 below, where the order is the order ``scones --help`` lists them. Heavy imports (torch,
 onnxruntime, boto3) stay inside command bodies, so ``scones --help`` is fast. Every command
 and option has help text; tests/test_cli_help.py fails otherwise.
@@ -34,7 +35,17 @@ import sys
 import typer
 
 from scones import __version__
-from scones.cli import data, deploy, model, monitor, review, service, serving, workflow
+from scones.cli import (
+    data,
+    deploy,
+    model,
+    monitor,
+    registry,
+    review,
+    service,
+    serving,
+    workflow,
+)
 from scones.cli.options import user_message
 from scones.cli.render import console, out
 from scones.errors import SconesError
@@ -73,7 +84,7 @@ app.command()(monitor.dashboard)
 app.command()(service.demo)
 app.command()(workflow.watch)
 app.command()(service.up)
-app.add_typer(model.models_app, name="models")
+app.add_typer(registry.models_app, name="models")
 app.add_typer(workflow.functions_app, name="functions")
 app.add_typer(workflow.executions_app, name="executions")
 app.add_typer(review.review_app, name="review")
