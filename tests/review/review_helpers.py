@@ -211,29 +211,6 @@ def queue_with_photos(
     return queue
 
 
-@contextmanager
-def serving(app) -> Iterator[str]:
-    """``app`` on a real uvicorn server on loopback; yields its URL."""
-    import threading
-
-    import uvicorn
-
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", ws="none")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
-
-
 def http(url: str, body: bytes | None = None, method: str | None = None):
     """(status, headers, body) of one request; 4xx and 5xx answers too."""
     import urllib.error

@@ -7,8 +7,9 @@ import json
 
 import pytest
 from PIL import Image
-from review_helpers import http, queue_with_photos, serving
+from review_helpers import http, queue_with_photos
 
+from browser_helpers import serving
 from scones.review.api import ReviewService, create_review_app
 from scones.review.queue import ReviewQueue
 

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 from collections.abc import Iterator
 
 import pytest
-from review_helpers import queue_with_photos, serving
+from review_helpers import queue_with_photos
 
+from browser_helpers import chromium, serving
 from scones.dashboard.app import DashboardConfig, create_app
 from scones.monitor.runner import MonitorOptions
 from scones.review.api import ReviewService, review_router
@@ -17,43 +16,10 @@ from scones.review.queue import ReviewQueue
 CLASSES = ("bicycle", "motorcycle")
 
 
-def chromium_paths() -> tuple[str, str]:
-    browser, driver = shutil.which("chromium"), shutil.which("chromedriver")
-    if not browser or not driver:
-        message = "headless Chromium test needs chromium and chromedriver (make browser)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    return browser, driver
-
-
 @pytest.fixture
 def browser(tmp_path) -> Iterator[object]:
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    binary, driver_path = chromium_paths()
-    options = webdriver.ChromeOptions()
-    options.binary_location = binary
-    for flag in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-        f"--user-data-dir={tmp_path / 'chromium-profile'}",
-        "--window-size=1280,1000",
-    ):
-        options.add_argument(flag)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service(driver_path), options=options)
-    try:
+    with chromium(tmp_path / "chromium-profile", window=(1280, 1000)) as driver:
         yield driver
-    finally:
-        driver.quit()
 
 
 @pytest.mark.browser
