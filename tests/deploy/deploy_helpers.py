@@ -141,3 +141,17 @@ def deploy_now(
         cache_dir=account.cache_dir,
         plan_only=plan_only,
     )
+
+
+# Every kind of resource a deployment creates (what a fresh --plan must list).
+EVERY_KIND = {
+    "s3-object",
+    "iam-role",
+    "sagemaker-model",
+    "sagemaker-endpoint-config",
+    "sagemaker-endpoint",
+    "lambda-function",
+    "state-machine",
+    "s3-eventbridge",
+    "events-rule",
+}

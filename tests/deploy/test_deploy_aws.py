@@ -11,6 +11,7 @@ from dataclasses import replace
 import pytest
 from botocore.stub import Stubber
 from deploy_helpers import (  # noqa: F401
+    EVERY_KIND,
     REGION,
     aws_account_fixture,
     deploy_now,
@@ -27,18 +28,6 @@ from scones.deploy.options import TAG_KEY
 from scones.functions.packaging import FUNCTIONS, package_functions
 from scones.model.registry import artifact_key
 from scones.store import open_store
-
-EVERY_KIND = {
-    "s3-object",
-    "iam-role",
-    "sagemaker-model",
-    "sagemaker-endpoint-config",
-    "sagemaker-endpoint",
-    "lambda-function",
-    "state-machine",
-    "s3-eventbridge",
-    "events-rule",
-}
 
 
 def manifest_of(account) -> dict:

@@ -10,7 +10,12 @@ import os
 import subprocess
 import sys
 
-from deploy_helpers import ACCESS_KEY_ID, SECRET_ACCESS_KEY, aws_account_fixture  # noqa: F401
+from deploy_helpers import (  # noqa: F401
+    ACCESS_KEY_ID,
+    EVERY_KIND,
+    SECRET_ACCESS_KEY,
+    aws_account_fixture,
+)
 from typer.testing import CliRunner
 
 from scones.cli import app
@@ -55,17 +60,7 @@ def test_plan_on_a_fresh_server_lists_every_resource(aws_account):
     result = scones(aws_account, *deploy_args(aws_account, "--plan"))
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    for kind in [
-        "s3-object",
-        "iam-role",
-        "sagemaker-model",
-        "sagemaker-endpoint-config",
-        "sagemaker-endpoint",
-        "lambda-function",
-        "state-machine",
-        "s3-eventbridge",
-        "events-rule",
-    ]:
+    for kind in sorted(EVERY_KIND):
         assert any(f"+ create {kind} " in line for line in lines), kind
     assert "plan only: nothing was changed" in result.stderr
     assert_no_credentials(result.stdout, result.stderr)

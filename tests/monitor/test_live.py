@@ -18,7 +18,7 @@ import pytest
 from monitor_helpers import baseline_for, model_with_baseline, varied_pngs
 
 from browser_helpers import chromium, console_errors
-from conftest import free_port, solid_png
+from conftest import free_port, solid_png, wait_http
 
 SCONES = str(Path(sys.executable).with_name("scones"))
 RED, BLUE, GREY = solid_png((200, 30, 30)), solid_png((30, 30, 200)), solid_png((128, 128, 128))
@@ -33,21 +33,6 @@ def live_model(tmp_path_factory, tiny_model_dir) -> Path:
         images, [0.97] * 90 + [0.55] * 10, ["bicycle", "motorcycle"], [0] * 50 + [1] * 50
     )
     return model_with_baseline(tiny_model_dir, tmp_path_factory.mktemp("live-model"), baseline)
-
-
-def wait_http(url: str, timeout: float = 90.0, process: subprocess.Popen | None = None) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process is not None and process.poll() is not None:
-            raise AssertionError(f"{process.args} exited with {process.returncode}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.2)
-    raise AssertionError(f"nothing answered {url} within {timeout} s")
 
 
 def stop(process: subprocess.Popen) -> None:

@@ -7,32 +7,16 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from conftest import SHARED_VEHICLES, free_port, noise_png, solid_png
+from conftest import SHARED_VEHICLES, free_port, noise_png, solid_png, wait_http
 from scones.data.layout import parse_lst
 
 SCONES = str(Path(sys.executable).with_name("scones"))
 BUCKET = "scones-review-test"
 RED, BLUE = solid_png((200, 30, 30)), solid_png((30, 30, 200))
-
-
-def wait_http(url: str, process: subprocess.Popen, timeout: float = 90.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"{process.args} exited with {process.returncode}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.2)
-    raise AssertionError(f"nothing answered {url} within {timeout} s")
 
 
 @contextmanager
@@ -53,7 +37,7 @@ def capturing_endpoint(model_dir: Path, home: Path) -> Iterator[tuple[str, Path]
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_http(url + "/ping", process)
+        wait_http(url + "/ping", process=process)
         yield url, capture
     finally:
         if process.poll() is None:

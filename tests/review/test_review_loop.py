@@ -12,9 +12,9 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from review_helpers import SCONES, wait_http
+from review_helpers import SCONES
 
-from conftest import SHARED_VEHICLES, free_port, noise_png
+from conftest import SHARED_VEHICLES, free_port, noise_png, wait_http
 from scones.data.layout import LstEntry, format_lst, parse_lst
 from scones.review.queue import ReviewQueue
 
@@ -103,7 +103,7 @@ def test_the_loop_label_retrain_compare_promote(loop):
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_http(url + "/ping", serve)
+        wait_http(url + "/ping", process=serve)
         keys = [f"incoming/{name}" for name in [*new_photos, "not-a-vehicle.png"]]
         args = [a for key in keys for a in ("--key", key)]
         run = scones(home, "run", *args, "--endpoint-url", url, "--json")

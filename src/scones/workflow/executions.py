@@ -650,32 +650,9 @@ class ExecutionPage:
 
 
 def _summary(row: tuple) -> ExecutionSummary:
-    (
-        rowid,
-        execution_id,
-        name,
-        machine,
-        status,
-        input_json,
-        output_json,
-        error,
-        cause,
-        started,
-        stopped,
-    ) = row
-    return ExecutionSummary(
-        execution_id=execution_id,
-        name=name,
-        state_machine=machine,
-        status=status,
-        input=json.loads(input_json),
-        output=None if output_json is None else json.loads(output_json),
-        error=error,
-        cause=cause,
-        started_at=datetime.fromisoformat(started),
-        stopped_at=_parse_time(stopped),
-        cursor=f"{started}~{rowid}",
-    )
+    rowid, *columns = row  # the page query's rowid, then the shared columns
+    started = columns[8]
+    return ExecutionSummary(**_shared_fields(columns), cursor=f"{started}~{rowid}")
 
 
 def list_executions(
@@ -762,7 +739,9 @@ def _parse_time(text: str | None) -> datetime | None:
     return None if text is None else datetime.fromisoformat(text)
 
 
-def _record(row: tuple) -> ExecutionRecord:
+def _shared_fields(columns: Any) -> dict[str, Any]:
+    """Fields of a record and of a summary alike, from the columns both queries select first:
+    id, name, state machine, status, input, output, error, cause, started, stopped."""
     (
         execution_id,
         name,
@@ -774,21 +753,23 @@ def _record(row: tuple) -> ExecutionRecord:
         cause,
         started_at,
         stopped_at,
-        history_zlib,
-    ) = row
-    return ExecutionRecord(
-        execution_id=execution_id,
-        name=name,
-        state_machine=state_machine,
-        status=status,
-        input=json.loads(input_json),
-        output=None if output_json is None else json.loads(output_json),
-        error=error,
-        cause=cause,
-        started_at=datetime.fromisoformat(started_at),
-        stopped_at=_parse_time(stopped_at),
-        history=decompress_history(history_zlib),
-    )
+    ) = columns[:10]
+    return {
+        "execution_id": execution_id,
+        "name": name,
+        "state_machine": state_machine,
+        "status": status,
+        "input": json.loads(input_json),
+        "output": None if output_json is None else json.loads(output_json),
+        "error": error,
+        "cause": cause,
+        "started_at": datetime.fromisoformat(started_at),
+        "stopped_at": _parse_time(stopped_at),
+    }
+
+
+def _record(row: tuple) -> ExecutionRecord:
+    return ExecutionRecord(**_shared_fields(row), history=decompress_history(row[10]))
 
 
 # --- running -----------------------------------------------------------------------------
