@@ -28,6 +28,7 @@ from typing import IO, Protocol
 
 from scones.errors import ParameterError, SconesError
 from scones.review.actions import ReviewConfig, review_hook
+from scones.serving.client import model_routing_threshold
 from scones.times import iso_z, utc_now
 from scones.workflow.watch import watch_store
 
@@ -287,6 +288,7 @@ class ServiceOptions:
     db_path: Path
     threshold: float
     log_dir: Path
+    threshold_from_model: bool = False  # SCONES_THRESHOLD=model: ask the started endpoint
     host: str = "127.0.0.1"
     port: int = 8080
     dashboard_port: int = 8090
@@ -334,6 +336,10 @@ def run_service(options: ServiceOptions, announce: Callable[[str], None]) -> Non
             child.start()
             announce(f"{child.name}: {child.ready_url} (log: {child.log_name})")
         endpoint_url = f"http://{options.host}:{options.port}"
+        threshold = options.threshold
+        if options.threshold_from_model:
+            threshold = model_routing_threshold(endpoint_url, options.threshold)
+            announce(f"routing threshold: {threshold:g} (SCONES_THRESHOLD=model)")
         review = ReviewConfig(options.db_path, options.classes, options.s3_endpoint_url)
         with review_hook(review, options.store_uri, endpoint_url) as hook:
             watcher = watch_store(
@@ -341,7 +347,7 @@ def run_service(options: ServiceOptions, announce: Callable[[str], None]) -> Non
                 options.db_path,
                 prefix=options.prefix,
                 endpoint_url=endpoint_url,
-                threshold=options.threshold,
+                threshold=threshold,
                 max_concurrency=options.concurrency,
                 poll_seconds=0.5,
                 s3_endpoint_url=options.s3_endpoint_url,

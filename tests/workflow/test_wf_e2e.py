@@ -326,3 +326,53 @@ def test_cli_run_piped_prints_one_whole_line_per_image(cli_home) -> None:
     ]
     assert rows[1][-1] == "under the threshold 0.93"
     assert "1 of 2 routed" in result.stderr
+
+
+@pytest.fixture(scope="module")
+def lenient_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The tiny model recording a routing threshold of 0.4 (noise, ~0.5, passes it)."""
+    from conftest import build_tiny_model
+    from scones.model.artifact import MODEL_JSON, ModelCard
+
+    model_dir = build_tiny_model(tmp_path_factory.mktemp("lenient") / "model")
+    card = ModelCard.model_validate_json((model_dir / MODEL_JSON).read_text())
+    card.metrics["recommended_threshold"] = 0.4
+    (model_dir / MODEL_JSON).write_text(card.model_dump_json(indent=2))
+    with running_endpoint(model_dir, tmp_path_factory.mktemp("lenient-home")) as url:
+        yield url
+
+
+def test_threshold_model_routes_with_the_threshold_the_served_model_records(
+    cli_home, lenient_endpoint
+) -> None:
+    home, env = cli_home
+    env = {**env, "SCONES_ENDPOINT_URL": lenient_endpoint, "SCONES_THRESHOLD": "model"}
+    routed = _scones(home, "run", "--key", "test/noise.png", "--json", env=env)
+    assert routed.returncode == 0, routed.stderr
+    assert json.loads(routed.stdout)["status"] == "ROUTED"
+    # --threshold still wins over the model's.
+    strict = _scones(home, "run", "--key", "test/noise.png", "--threshold", "0.93", env=env)
+    assert strict.returncode == 1 and "below the threshold 0.93" in strict.stderr
+
+
+def test_threshold_model_falls_back_to_the_default_when_the_model_records_none(cli_home) -> None:
+    home, env = cli_home  # the tiny model records no threshold
+    result = _scones(
+        home, "run", "--key", "test/noise.png", env={**env, "SCONES_THRESHOLD": "model"}
+    )
+    assert result.returncode == 1 and "below the threshold 0.93" in result.stderr
+
+
+def test_threshold_model_with_an_unreachable_endpoint_is_a_clear_error(cli_home) -> None:
+    from conftest import free_port
+
+    home, env = cli_home
+    env = {
+        **env,
+        "SCONES_THRESHOLD": "model",
+        "SCONES_ENDPOINT_URL": f"http://127.0.0.1:{free_port()}",
+    }
+    result = _scones(home, "run", "--key", "test/red.png", env=env)
+    assert result.returncode != 0
+    assert "SCONES_THRESHOLD=model" in result.stderr and "unreachable" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -60,6 +60,19 @@ MonitorModelOption = Annotated[
 ]
 
 
+def routing_threshold(explicit: float | None, endpoint_url: str) -> float:
+    """``--threshold`` when given, else SCONES_THRESHOLD; SCONES_THRESHOLD=model asks the
+    endpoint for the threshold its model records (the default when it records none)."""
+    if explicit is not None:
+        return explicit
+    conf = settings()
+    if not conf.threshold_from_model:
+        return conf.threshold
+    from scones.serving.client import model_routing_threshold
+
+    return model_routing_threshold(endpoint_url, conf.threshold)
+
+
 def settings() -> Settings:
     """The settings (environment, .env) the options fall back to."""
     return get_settings()

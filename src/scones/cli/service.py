@@ -118,6 +118,7 @@ def up(
         store_uri=store_uri(store),
         db_path=conf.db,
         threshold=conf.threshold,
+        threshold_from_model=conf.threshold_from_model,
         host=host,
         port=port,
         dashboard_port=dashboard_port,

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.text import Text
 
-from scones.cli.options import StoreOption, settings, store_uri
+from scones.cli.options import StoreOption, routing_threshold, settings, store_uri
 from scones.cli.render import Cell, Column, console, print_json_lines, print_rows
 from scones.errors import UsageError
 
@@ -88,7 +88,10 @@ def run_workflow(
     ] = None,
     threshold: Annotated[
         float | None,
-        typer.Option(help="Confidence a prediction needs to be routed (default SCONES_THRESHOLD)."),
+        typer.Option(
+            help="Confidence a prediction needs to be routed (default SCONES_THRESHOLD; "
+            "SCONES_THRESHOLD=model: the threshold the served model records)."
+        ),
     ] = None,
     concurrency: Annotated[int, typer.Option(help="Most executions running at once.")] = 16,
     name: Annotated[
@@ -165,7 +168,7 @@ def run_workflow(
     with review_hook(review_config(), images_uri, endpoint) as hook:
         request = RunRequest(
             endpoint_url=endpoint,
-            threshold=conf.threshold if threshold is None else threshold,
+            threshold=routing_threshold(threshold, endpoint),
             store_uri=store_uri(store),
             db_path=conf.db,
             keys=keys or [],
@@ -312,7 +315,11 @@ def watch(
         typer.Option(help="Endpoint the classify function calls. Default: SCONES_ENDPOINT_URL."),
     ] = None,
     threshold: Annotated[
-        float | None, typer.Option(help="Routing threshold. Default: SCONES_THRESHOLD.")
+        float | None,
+        typer.Option(
+            help="Routing threshold. Default: SCONES_THRESHOLD "
+            "(model: the threshold the served model records)."
+        ),
     ] = None,
     concurrency: Annotated[int, typer.Option(help="Most executions running at once.")] = 4,
     poll_seconds: Annotated[
@@ -342,7 +349,7 @@ def watch(
             prefix=prefix,
             bucket=bucket,
             endpoint_url=endpoint,
-            threshold=conf.threshold if threshold is None else threshold,
+            threshold=routing_threshold(threshold, endpoint),
             max_concurrency=concurrency,
             poll_seconds=poll_seconds,
             s3_endpoint_url=conf.s3_endpoint_url,

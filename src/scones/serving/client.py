@@ -138,9 +138,37 @@ class EndpointClient:
         """``GET /info``: model name, version, class names, preprocessing."""
         return self._request("GET", "/info").json()
 
+    def recorded_threshold(self) -> float | None:
+        """The routing threshold the served model records (``model.json``
+        ``metrics.recommended_threshold``), or None when it records none."""
+        metrics = self.info().get("model_metrics") or {}
+        value = metrics.get("recommended_threshold") if isinstance(metrics, dict) else None
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 1:
+            raise EndpointResponseError(
+                f"endpoint {self.endpoint_url}/info: the model's recommended_threshold is "
+                f"{value!r}, not a number in (0, 1]"
+            )
+        return float(value)
+
     def ping(self) -> bool:
         try:
             self._request("GET", "/ping")
         except (EndpointError, EndpointUnavailableError):
             return False
         return True
+
+
+def model_routing_threshold(endpoint_url: str, default: float) -> float:
+    """The threshold the endpoint's model records (SCONES_THRESHOLD=model), or ``default``
+    when it records none; an unreachable endpoint or a bad value is an error, never a
+    silent fallback (routing with the wrong threshold sends unsure photos on)."""
+    try:
+        with EndpointClient(endpoint_url, timeout_s=10.0) as client:
+            recorded = client.recorded_threshold()
+    except (EndpointError, EndpointUnavailableError, EndpointResponseError) as exc:
+        raise EndpointUnavailableError(
+            f"SCONES_THRESHOLD=model needs the served model's threshold: {exc}"
+        ) from None
+    return default if recorded is None else recorded
