@@ -26,7 +26,15 @@ from scones.model.train import (
     preprocessing_for,
     train_model,
 )
-from scones.model.transfer import FrozenTrunk, TransferClassifier, TunedTail
+from scones.model.transfer import (
+    PROBE_FROM_BLOCK,
+    FrozenTrunk,
+    LinearProbe,
+    TransferClassifier,
+    TunedTail,
+    fit_probe,
+    trunk_features,
+)
 from scones.store import open_store
 
 SIZE = 32  # small inputs: the architecture is the real one, the images are tiny
@@ -40,14 +48,53 @@ def random_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def transfer_net(weights: Path, members: int = 2) -> TransferClassifier:
+def transfer_net(weights: Path, members: int = 2, probe: bool = True) -> TransferClassifier:
     backbone = load_efficientnet_lite0(SIZE, resolve_weights(weights))
     cut = len(backbone._blocks) - 2
     tails = [TunedTail(backbone, cut, 2, dropout=0.2) for _ in range(members)]
     for tail in tails:  # non-trivial batch-norm statistics, as after training
         tail.train()
         tail(FrozenTrunk(backbone, cut)(torch.randn(8, 3, SIZE, SIZE)))
-    return TransferClassifier(FrozenTrunk(backbone, cut), tails).eval()
+    linear_probe = None
+    if probe:
+        linear_probe = LinearProbe(backbone, cut, 2)
+        torch.nn.init.normal_(linear_probe.classifier.weight)
+    return TransferClassifier(FrozenTrunk(backbone, cut), tails, linear_probe).eval()
+
+
+def two_kinds_of_images(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Bright images with a vertical bar (label 0) and dark ones with a horizontal bar (1)."""
+    generator = torch.Generator().manual_seed(0)
+    images = 0.2 * torch.randn(n, 3, SIZE, SIZE, generator=generator)
+    labels = torch.arange(n) % 2
+    images[labels == 0] += 0.5
+    images[labels == 0, :, :, 12:20] = 1.0
+    images[labels == 1] -= 0.5
+    images[labels == 1, :, 12:20, :] = -1.0
+    return images.clamp(-1, 1), labels
+
+
+def test_linear_probe_fits_frozen_features_and_trains_nothing_else(random_weights: Path) -> None:
+    backbone = load_efficientnet_lite0(SIZE, resolve_weights(random_weights))
+    cut = len(backbone._blocks) - 4
+    trunk = FrozenTrunk(backbone, cut).eval()
+    images, labels = two_kinds_of_images(40)
+    views = trunk_features(trunk, images, torch.device("cpu"))
+    # The trunk's pooled blocks are those from PROBE_FROM_BLOCK up to the cut.
+    channels = sum(int(b.out_channels) for b in list(backbone._blocks)[PROBE_FROM_BLOCK:cut])
+    assert views.plain_pooled.shape == (40, channels)
+    before = {k: v.clone() for k, v in backbone.state_dict().items()}
+    probe = fit_probe(backbone, cut, 2, views, labels)
+    net = TransferClassifier(trunk, [TunedTail(backbone, cut, 2, dropout=0.0)], probe).eval()
+    with torch.no_grad():
+        features, pooled = trunk.forward_pooled(images, probe.from_block)
+        logits = probe(features, pooled)
+        net(images)
+    # The standardisation folded into the linear layer: the training images are separated.
+    assert (logits.argmax(1) == labels).float().mean() == 1.0
+    assert all(torch.equal(before[k], v) for k, v in backbone.state_dict().items())
+    trainable = [name for name, p in probe.named_parameters() if p.requires_grad]
+    assert trainable == ["classifier.weight", "classifier.bias"]
 
 
 def write_card(model_dir: Path, prep: Preprocessing) -> None:
@@ -60,10 +107,11 @@ def write_card(model_dir: Path, prep: Preprocessing) -> None:
     (model_dir / MODEL_JSON).write_text(card.model_dump_json())
 
 
+@pytest.mark.parametrize("probe", [True, False])
 def test_backbone_and_tails_export_to_one_graph_matching_pytorch(
-    random_weights: Path, tmp_path: Path
+    random_weights: Path, tmp_path: Path, probe: bool
 ) -> None:
-    net = transfer_net(random_weights)
+    net = transfer_net(random_weights, probe=probe)
     prep = preprocessing_for(TrainConfig(image_size=SIZE))
     export_onnx(net, tmp_path / "model.onnx", (3, SIZE, SIZE))
     write_card(tmp_path, prep)

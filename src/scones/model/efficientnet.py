@@ -76,6 +76,7 @@ class MBConv(nn.Module):
         self._project_conv = nn.Conv2d(hidden, c_out, 1, bias=False)
         self._bn2 = nn.BatchNorm2d(c_out, eps=BN_EPS)
         self.skip = stride == 1 and c_in == c_out
+        self.out_channels = c_out
         self.act = nn.ReLU6()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

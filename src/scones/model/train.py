@@ -61,6 +61,7 @@ from scones.model.preprocess import Preprocessing, normalize_hwc_uint8, resize_f
 from scones.model.transfer import (
     TransferClassifier,
     build_trunk,
+    fit_probe,
     fit_tail,
     trunk_features,
 )
@@ -111,6 +112,11 @@ class TrainConfig(BaseModel):
         default=4, ge=1, le=16, description="last backbone blocks fine-tuned; the rest frozen"
     )
     dropout: float = Field(default=0.2, ge=0.0, lt=1.0, description="before the new classifier")
+    linear_probe: bool = Field(
+        default=True,
+        description="pretrained backbone: also average in a logistic regression on the frozen "
+        "blocks' pooled features (ranks confident images better)",
+    )
     epochs: int = Field(default=34, ge=1, le=10_000, description="per ensemble member")
     batch_size: int = Field(default=64, ge=2, le=65_536)
     lr: float = Field(default=0.1, gt=0.0, description="peak learning rate (SGD-Nesterov)")
@@ -425,13 +431,11 @@ def fit_transfer(
     weights = resolve_weights(config.backbone_weights, config.backbone_weights_sha256)
     backbone, trunk, cut = build_trunk(config.image_size, config.tune_blocks, weights)
     trunk.to(device)
-    train = (
-        *trunk_features(trunk, to_tensor(data.train, prep, torch.device("cpu")), device),
-        torch.from_numpy(data.train.labels).to(device),
-    )
-    val_plain, val_mirrored = trunk_features(
-        trunk, to_tensor(data.validation, prep, torch.device("cpu")), device
-    )
+    train_views = trunk_features(trunk, to_tensor(data.train, prep, torch.device("cpu")), device)
+    train_labels = torch.from_numpy(data.train.labels).to(device)
+    train = (train_views.plain, train_views.mirrored, train_labels)
+    val_views = trunk_features(trunk, to_tensor(data.validation, prep, torch.device("cpu")), device)
+    val_plain, val_mirrored = val_views.plain, val_views.mirrored
     tails = []
     history: list[dict[str, float]] = []
     for member in range(config.members):
@@ -467,7 +471,10 @@ def fit_transfer(
                 on_epoch=report,
             ).cpu()
         )
-    net = TransferClassifier(trunk.cpu(), tails).eval()
+    probe = None
+    if config.linear_probe:
+        probe = fit_probe(backbone, cut, len(data.class_names), train_views, train_labels).cpu()
+    net = TransferClassifier(trunk.cpu(), tails, probe).eval()
     architecture = {
         "name": "EfficientNet-Lite0, last blocks fine-tuned",
         "backbone": EFFICIENTNET_LITE0,
@@ -480,9 +487,10 @@ def fit_transfer(
         "frozen_blocks": cut,
         "tuned_blocks": config.tune_blocks,
         "members": config.members,
-        "ensemble": "none"
-        if config.members == 1
-        else f"{config.members} tuned tails (seeds differ) on one frozen trunk, logits averaged",
+        "linear_probe": config.linear_probe,
+        "ensemble": f"{config.members} tuned tail(s) (seeds differ)"
+        + (" and a linear probe" if config.linear_probe else "")
+        + " on one frozen trunk, logits averaged",
     }
     epochs = [config.epochs] * config.members
     seconds = time.perf_counter() - started
