@@ -181,3 +181,40 @@ def test_up_restarts_a_dead_endpoint_then_gives_up_on_a_crash_loop(
     log = home / "logs" / "endpoint.log"  # kept, with every start's lines
     assert log.read_text().count("scones: starting endpoint ---") == 2
     assert f"last lines of {log}" in text
+
+
+def test_up_routes_with_the_served_models_threshold_when_told_to(tmp_path: Path) -> None:
+    from conftest import build_tiny_model
+    from scones.model.artifact import MODEL_JSON, ModelCard
+
+    model_dir = build_tiny_model(tmp_path / "model")
+    card = ModelCard.model_validate_json((model_dir / MODEL_JSON).read_text())
+    card.metrics["recommended_threshold"] = 0.4  # a grey photo (~0.5) passes it, not 0.93
+    (model_dir / MODEL_JSON).write_text(card.model_dump_json())
+    home = tmp_path / "home"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SCONES_")}
+    env.update(SCONES_HOME=str(home), SCONES_THRESHOLD="model")
+    command = [sys.executable, "-m", "scones", "up", "--model", str(model_dir)]
+    command += ["--port", str(free_port()), "--dashboard-port", "0"]
+    process = subprocess.Popen(
+        command, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    try:
+        deadline = time.monotonic() + 120
+        incoming = home / "store" / "incoming"
+        while not incoming.is_dir():
+            assert process.poll() is None, process.stdout.read().decode()
+            assert time.monotonic() < deadline, "scones up did not start"
+            time.sleep(0.1)
+        (incoming / "grey.png").write_bytes(solid_png((128, 128, 128)))
+        done: list = []
+        while not done:
+            assert time.monotonic() < deadline, "the dropped image was not classified"
+            with ExecutionStore(home / "scones.db") as executions:
+                done = [r for r in executions.list() if r.status != "RUNNING"]
+            time.sleep(0.05)
+        assert done[0].status == "SUCCEEDED", done[0].cause
+    finally:
+        process.send_signal(signal.SIGTERM)
+        output = process.communicate(timeout=60)[0].decode()
+    assert "routing threshold: 0.4 (SCONES_THRESHOLD=model)" in output
