@@ -77,6 +77,14 @@ def train(
         int | None,
         typer.Option("--tune-blocks", help="Last backbone blocks fine-tuned, the rest frozen (4)."),
     ] = None,
+    linear_probe: Annotated[
+        bool | None,
+        typer.Option(
+            "--linear-probe/--no-linear-probe",
+            help="Average a logistic regression on the frozen blocks' pooled features into the "
+            "pretrained ensemble (default on).",
+        ),
+    ] = None,
     epochs: Annotated[
         int | None,
         typer.Option(
@@ -158,6 +166,7 @@ def train(
             "backbone_weights_sha256": backbone_weights_sha256,
             "image_size": image_size,
             "tune_blocks": tune_blocks,
+            "linear_probe": linear_probe,
             "epochs": epochs,
             "members": members,
             "batch_size": batch_size,
