@@ -222,3 +222,15 @@ def test_oversized_image_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     monkeypatch.setattr(dataset, "MAX_IMAGE_BYTES", 200)  # the noise PNG is ~3 KB
     with pytest.raises(dataset.LayoutError, match=r"test_0001\.png is over the 200 byte limit"):
         load_split(open_store(str(root)), "test", prep=Preprocessing())
+
+
+def test_confident_probabilities_keep_their_order() -> None:
+    # Margins of 20 and 25 both round to exactly 1.0 in float32; the threshold search and
+    # the routing threshold need them apart.
+    from scones.model.artifact import softmax
+
+    probabilities = softmax(np.array([[0.0, 20.0], [0.0, 25.0], [0.0, 30.0]], dtype=np.float32))
+    top = probabilities.max(axis=1)
+    assert top[0] < top[1] < top[2] < 1.0
+    correct = np.array([0.0, 1.0, 1.0])  # the least confident image is wrong
+    assert lowest_threshold_reaching(top, correct, 0.99) == pytest.approx(top[1])

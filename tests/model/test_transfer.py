@@ -166,6 +166,9 @@ def test_backbone_defaults_and_bad_backbone() -> None:
     assert TrainConfig(epochs=3).epochs == 3  # a given value wins over the backbone's default
     with pytest.raises(UsageError, match=r"backbone='resnet50'.*'efficientnet-lite0' or 'scratch'"):
         make_config({"backbone": "resnet50"})
+    assert transfer.linear_probe and not TrainConfig(backbone="scratch").linear_probe
+    with pytest.raises(UsageError, match="linear_probe needs the pretrained backbone"):
+        make_config({"backbone": "scratch", "linear_probe": True})
 
 
 @pytest.mark.slow

@@ -113,10 +113,13 @@ def pack_artifact(model_dir: Path, archive: Path) -> Path:
 
 
 def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """Float64 probabilities: in float32 every margin above ~17 rounds to exactly 1.0, and a
+    confident model's best images would tie, so no threshold could rank them (routing and
+    coverage at 99 % selective accuracy both need that order)."""
     scaled = logits.astype(np.float64) / temperature
     scaled -= scaled.max(axis=1, keepdims=True)
     exp = np.exp(scaled)
-    return (exp / exp.sum(axis=1, keepdims=True)).astype(np.float32)
+    return exp / exp.sum(axis=1, keepdims=True)
 
 
 class OnnxClassifier:

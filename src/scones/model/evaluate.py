@@ -140,7 +140,7 @@ def predict_pixels(classifier: OnnxClassifier, pixels: np.ndarray) -> np.ndarray
         for start in range(0, len(pixels), EVAL_BATCH)
     ]
     if not outputs:
-        return np.zeros((0, len(classifier.class_names)), dtype=np.float32)
+        return np.zeros((0, len(classifier.class_names)), dtype=np.float64)
     return np.concatenate(outputs)
 
 

@@ -149,6 +149,10 @@ class TrainConfig(BaseModel):
             EFFICIENTNET_LITE0
         ):
             return {**TRANSFER_DEFAULTS, **values}
+        if isinstance(values, dict):
+            if values.get("linear_probe"):
+                raise ValueError("linear_probe needs the pretrained backbone, not scratch")
+            return {**values, "linear_probe": False}  # the scratch network has no probe
         return values
 
 
