@@ -198,3 +198,17 @@ def test_the_stored_history_is_the_runtimes_event_for_event(
             for event in direct.history
         ]
     )
+
+
+def test_parameters_may_be_computed_by_the_leader_and_their_errors_stay_theirs(
+    tmp_path: Path,
+) -> None:
+    conn, _lock, writes = _table(tmp_path)
+    assert writes.execute("INSERT INTO t VALUES (?, ?)", lambda: ("lazy", "v")) == 1
+
+    def broken() -> tuple[str, str]:
+        raise TypeError("cannot store that")
+
+    with pytest.raises(TypeError, match="cannot store"):
+        writes.execute("INSERT INTO t VALUES (?, ?)", broken)
+    assert conn.execute("SELECT k FROM t").fetchall() == [("lazy",)]

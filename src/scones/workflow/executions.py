@@ -361,23 +361,24 @@ class ExecutionStore:
                 f"cannot finish execution {running.execution_id} with status {status!r}"
             )
         stopped = stopped_at or utc_now()
-        # Stored as read back: event timestamps as ISO text, so get() returns an equal record.
-        # Encoded outside the lock: other threads write meanwhile.
-        history_zlib, events = encode_history(history)
-        if output_json is None and output is not None:
-            output_json = to_json(output)
+        stopped_text = iso_utc(stopped)
+        stored: list[list[dict]] = []
+
+        def params() -> tuple[Any, ...]:
+            # Called by the thread that commits this write's batch, with the others'.
+            # Stored as read back: event timestamps as ISO text, so get() returns an equal
+            # record.
+            history_zlib, events = encode_history(history)
+            stored.append(events)
+            text = output_json
+            if text is None and output is not None:
+                text = to_json(output)
+            return (status, text, error, cause, stopped_text, history_zlib, running.execution_id)
+
         updated = self._writes.execute(
             "UPDATE executions SET status = ?, output = ?, error = ?, cause = ?, "
             "stopped_at = ?, history_zlib = ? WHERE execution_id = ? AND status = 'RUNNING'",
-            (
-                status,
-                output_json,
-                error,
-                cause,
-                iso_utc(stopped),
-                history_zlib,
-                running.execution_id,
-            ),
+            params,
         )
         if updated != 1:
             raise ExecutionError(
@@ -389,8 +390,8 @@ class ExecutionStore:
             output=output,
             error=error,
             cause=cause,
-            stopped_at=datetime.fromisoformat(iso_utc(stopped)),
-            history=events,
+            stopped_at=datetime.fromisoformat(stopped_text),
+            history=stored[0],
         )
 
     # --- reading (everyone) ---

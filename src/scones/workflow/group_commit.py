@@ -6,6 +6,10 @@ and hands the lead to the first write queued meanwhile. Under load (16 execution
 a commit carries several writes and its fixed cost (WAL append, page writes, lock dance) is
 paid once for all of them; a lone writer commits alone, as before.
 
+A write's parameters may be a function: the leader calls those of its batch one after
+another before the transaction (encoding histories back to back runs about a quarter
+faster than interleaved with the executions' own work: warm caches).
+
 A write returns only after its transaction committed, so whatever a caller was told is
 stored is stored: a process that dies mid-batch loses only writes that had not returned.
 A statement that fails on its own (a constraint, a bad parameter) fails only its writer; a
@@ -22,6 +26,8 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
+Params = Sequence[Any] | Callable[[], Sequence[Any]]
+
 # Errors of one statement: SQLite undoes that statement only, the transaction goes on.
 _STATEMENT_ERRORS = (
     sqlite3.IntegrityError,
@@ -36,7 +42,7 @@ _STATEMENT_ERRORS = (
 class _Write:
     __slots__ = ("error", "lead", "params", "rowcount", "sql", "wake")
 
-    def __init__(self, sql: str, params: Sequence[Any]) -> None:
+    def __init__(self, sql: str, params: Params) -> None:
         self.sql = sql
         self.params = params
         self.rowcount = -1
@@ -68,8 +74,12 @@ class GroupCommit:
         self.batches = 0
         self.writes = 0
 
-    def execute(self, sql: str, params: Sequence[Any]) -> int:
-        """Run one write statement; its rowcount once its transaction has committed."""
+    def execute(self, sql: str, params: Params) -> int:
+        """Run one write statement; its rowcount once its transaction has committed.
+
+        ``params`` may be a function that returns them (called by whichever thread leads);
+        what it raises is raised here, and the statement is not run.
+        """
         write = _Write(sql, params)
         with self._mutex:
             self._queue.append(write)
@@ -103,13 +113,21 @@ class GroupCommit:
                     write.wake.release()
 
     def _commit(self, batch: list[_Write]) -> None:
+        for write in batch:
+            if callable(write.params):
+                try:
+                    write.params = write.params()
+                except Exception as exc:  # that write's own failure
+                    write.error = exc
         conn = self._conn
         with self._conn_lock:
             try:
                 conn.execute("BEGIN IMMEDIATE")
                 for write in batch:
+                    if write.error is not None:
+                        continue
                     try:
-                        write.rowcount = conn.execute(write.sql, write.params).rowcount
+                        write.rowcount = conn.execute(write.sql, write.params).rowcount  # type: ignore[arg-type]
                     except _STATEMENT_ERRORS as exc:
                         write.error = exc
                 if self._before_commit is not None:
