@@ -9,6 +9,9 @@ images from ../shared into a temporary local store, then measures at --concurren
   each persisted in SQLite (RUNNING row, then status, output and full history).
 - runtime only: the same executions with handlers that return precomputed results, so only
   orchestration and persistence are left (executions/s of the runtime itself).
+- unpersisted: the workflow with a store that keeps nothing. Not a way to run: it shows how
+  much of the runtime's share is the interpreter alone, a floor that no persistence scheme
+  can go under.
 - endpoint ceiling: the same PNGs posted straight to the endpoint's /invocations from
   kept-alive connections, at --concurrency and at --ceiling-concurrency (its micro-batches
   fill up), nothing else: the most images/s this endpoint gives on this machine now. The
@@ -161,13 +164,14 @@ def run_endpoint_directly(
 
 
 def run_workflow(
-    db_path: Path, keys: list[str], concurrency: int, overrides=None, server_pid=None
+    db_path: Path | None, keys: list[str], concurrency: int, overrides=None, server_pid=None
 ) -> dict:
+    """The executions on the ASL runtime, persisted in ``db_path`` (None: persisted nowhere)."""
     from scones.workflow.executions import ExecutionStore
     from scones.workflow.local import local_runner
 
     with (
-        ExecutionStore(db_path) as db,
+        ExecutionStore(db_path) if db_path is not None else NullStore() as db,
         local_runner(db, max_concurrency=concurrency, overrides=overrides) as runner,
     ):
         inputs = [(None, {"s3_bucket": "scones", "s3_key": k, "image_data": ""}) for k in keys]
@@ -178,6 +182,38 @@ def run_workflow(
         result["other"] = len(records) - result["succeeded"] - result["failed"]
         result["history_events"] = sum(len(r.history) for r in records)
     return result
+
+
+class NullStore(contextlib.AbstractContextManager):
+    """An execution store that keeps nothing: the runtime's cost without persistence, a
+    floor no persistence scheme can go under (a diagnostic, not a way to run)."""
+
+    def start(self, state_machine: str, name: str, input: Any) -> tuple[Any, bool]:
+        from scones.times import utc_now
+        from scones.workflow.executions import ExecutionRecord, execution_id_for
+
+        record = ExecutionRecord(
+            execution_id_for(state_machine, name),
+            name,
+            state_machine,
+            "RUNNING",
+            input,
+            None,
+            None,
+            None,
+            utc_now(),
+            None,
+            [],
+        )
+        return record, True
+
+    def finish(self, running: Any, *, status: str, history: list, **fields: Any) -> Any:
+        import dataclasses
+
+        return dataclasses.replace(running, status=status, history=history)
+
+    def __exit__(self, *exc_info: object) -> None:
+        return None
 
 
 def precomputed_handlers(bodies: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -240,6 +276,7 @@ def measure(
         "handlers": [],
         "workflow": [],
         "runtime_only": [],
+        "unpersisted": [],
         "endpoint": [],
         "endpoint_wide": [],
     }
@@ -261,6 +298,7 @@ def measure(
                 tmp_path / f"workflow-{round_index}.db", keys, concurrency, server_pid=server_pid
             )
         )
+        rows["unpersisted"].append(run_workflow(None, keys, concurrency, server_pid=server_pid))
         rows["runtime_only"].append(
             run_workflow(
                 tmp_path / f"runtime-{round_index}.db",
@@ -325,6 +363,7 @@ def main() -> int:
     handlers = _median_row(rows["handlers"])
     workflow = _median_row(rows["workflow"])
     runtime_only = _median_row(rows["runtime_only"])
+    unpersisted = _median_row(rows["unpersisted"])
     ceiling = max(
         (_median_row(rows["endpoint"]), _median_row(rows["endpoint_wide"])),
         key=lambda row: row["images_per_s"],
@@ -340,12 +379,15 @@ def main() -> int:
         max(0.0, w["client_cpu_s"] - h["client_cpu_s"]) / (w["client_cpu_s"] + w["server_cpu_s"])
         for h, w in zip(rows["handlers"], rows["workflow"], strict=True)
     )
+    floor_cpu = max(0.0, unpersisted["client_cpu_s"] - handlers["client_cpu_s"])
+    floor_share = floor_cpu / (unpersisted["client_cpu_s"] + unpersisted["server_cpu_s"])
     per_image_ms = {
         "handlers_client_cpu": handlers["client_cpu_s"] / args.images * 1e3,
         "endpoint_cpu": workflow["server_cpu_s"] / args.images * 1e3,
         "runtime_cpu": runtime_cpu / args.images * 1e3,
         "runtime_only_cpu": runtime_only["client_cpu_s"] / args.images * 1e3,
         "endpoint_alone_cpu": ceiling["server_cpu_s"] / args.images * 1e3,
+        "runtime_unpersisted_cpu": floor_cpu / args.images * 1e3,
     }
     result = {
         "images": args.images,
@@ -356,6 +398,7 @@ def main() -> int:
         "handlers": handlers,
         "workflow": workflow,
         "runtime_only": runtime_only,
+        "unpersisted": unpersisted,
         "endpoint_ceiling": ceiling,
         "all_rounds": rows,
         "workflow_vs_handlers": workflow["images_per_s"] / handlers["images_per_s"],
@@ -363,6 +406,7 @@ def main() -> int:
         "runtime_share_wall": wall_share,
         "runtime_share_cpu": cpu_share,
         "runtime_share_cpu_rounds": round_shares,
+        "runtime_share_cpu_unpersisted": floor_share,
         "per_image_ms": per_image_ms,
         "goal_images_per_s": GOAL_IMAGES_PER_S,
         "goal_runtime_share": GOAL_RUNTIME_SHARE,
@@ -385,6 +429,7 @@ def main() -> int:
         ("handlers", handlers),
         ("workflow", workflow),
         ("runtime only", runtime_only),
+        ("unpersisted", unpersisted),
         (f"endpoint c{ceiling['concurrency']}", ceiling),
     ):
         ratio = row["images_per_s"] / handlers["images_per_s"]
@@ -406,7 +451,7 @@ def main() -> int:
         f"runtime share: {cpu_share:.1%} of CPU (goal < {GOAL_RUNTIME_SHARE:.0%}: "
         f"{'met' if result['meets_share_goal'] else 'NOT met'}; rounds "
         + ", ".join(f"{share:.1%}" for share in round_shares)
-        + f"), {wall_share:.1%} of wall time"
+        + f"), {wall_share:.1%} of wall time; {floor_share:.1%} of CPU with nothing persisted"
     )
     print(
         f"throughput goal >= {GOAL_IMAGES_PER_S:.0f} images/s: "

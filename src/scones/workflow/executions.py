@@ -231,9 +231,14 @@ def last_inference_body(history: list[dict]) -> dict[str, Any]:
 
 def execution_id_for(state_machine: str, name: str) -> str:
     """The ARN-like id, as Step Functions forms an execution ARN."""
+    return f"{_execution_arn_prefix()}{state_machine}:{name}"
+
+
+@functools.cache
+def _execution_arn_prefix() -> str:
     from scones.workflow.definitions import LOCAL_ACCOUNT_ID, LOCAL_REGION
 
-    return f"arn:aws:states:{LOCAL_REGION}:{LOCAL_ACCOUNT_ID}:execution:{state_machine}:{name}"
+    return f"arn:aws:states:{LOCAL_REGION}:{LOCAL_ACCOUNT_ID}:execution:"
 
 
 def check_name(name: str) -> str:
@@ -312,7 +317,8 @@ class ExecutionStore:
             raise InvalidExecutionInputError(
                 f"execution input of {name!r} is not JSON: {exc}"
             ) from None
-        if len(input_json.encode("utf-8")) > MAX_INPUT_BYTES:
+        # A character is at most 4 bytes of UTF-8: most inputs need no encoding to tell.
+        if len(input_json) * 4 > MAX_INPUT_BYTES and len(input_json.encode()) > MAX_INPUT_BYTES:
             raise InvalidExecutionInputError(
                 f"execution input of {name!r} is over the {MAX_INPUT_BYTES}-byte limit"
             )
@@ -684,13 +690,13 @@ def _canonical(value: Any) -> str:
 
 
 @functools.cache
-def _owner_host() -> str:
-    return socket.gethostname()
+def _owner_of(pid: int) -> str:
+    return f"{socket.gethostname()}:{pid}"
 
 
 def _owner() -> str:
     # Which process ran it: an operator can tell a RUNNING row whose process is gone.
-    return f"{_owner_host()}:{os.getpid()}"
+    return _owner_of(os.getpid())
 
 
 def _parse_time(text: str | None) -> datetime | None:
