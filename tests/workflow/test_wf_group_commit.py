@@ -212,3 +212,32 @@ def test_parameters_may_be_computed_by_the_leader_and_their_errors_stay_theirs(
     with pytest.raises(TypeError, match="cannot store"):
         writes.execute("INSERT INTO t VALUES (?, ?)", broken)
     assert conn.execute("SELECT k FROM t").fetchall() == [("lazy",)]
+
+
+def test_submitted_writes_return_at_once_and_the_leader_commits_them(tmp_path: Path) -> None:
+    conn, lock, writes = _table(tmp_path)
+    with lock:
+        leader = threading.Thread(
+            target=writes.execute, args=("INSERT INTO t VALUES (?, ?)", ("a", "v"))
+        )
+        leader.start()
+        _wait_queued(writes, 0)
+        time.sleep(0.05)  # the leader holds its batch, blocked on the connection
+        later = [writes.submit("INSERT INTO t VALUES (?, ?)", (key, "v")) for key in "bc"]
+        # Back at once, nothing of theirs committed yet.
+        assert conn.execute("SELECT k FROM t").fetchall() == []
+    leader.join()
+    # No thread waits on b or c: the leader went on to commit them itself.
+    assert [write.result() for write in later] == [1, 1]
+    assert [write.result() for write in later] == [1, 1]  # result() keeps its answer
+    assert sorted(k for (k,) in conn.execute("SELECT k FROM t")) == ["a", "b", "c"]
+    assert writes.batches == 2 and not writes._busy
+
+
+def test_a_submitted_write_with_no_commit_under_way_is_committed_before_submit_returns(
+    tmp_path: Path,
+) -> None:
+    conn, _lock, writes = _table(tmp_path)
+    write = writes.submit("INSERT INTO t VALUES (?, ?)", ("k", "v"))
+    assert conn.execute("SELECT k FROM t").fetchall() == [("k",)]
+    assert write.result() == 1

@@ -10,6 +10,7 @@ import pytest
 from scones.asl import FakeClock, Resources
 from scones.workflow.executions import (
     ExecutionAlreadyExistsError,
+    ExecutionError,
     ExecutionRunner,
     ExecutionStore,
     new_execution_name,
@@ -69,3 +70,19 @@ def test_an_execution_that_cannot_start_raises_after_those_before_it(tmp_path: P
 def test_generated_names_are_distinct_uuids() -> None:
     names = {new_execution_name() for _ in range(1000)}
     assert len(names) == 1000 and all(len(name) == 36 for name in names)
+
+
+def test_finish_later_is_stored_once_its_result_returns(tmp_path: Path) -> None:
+    with ExecutionStore(tmp_path / "s.db") as db:
+        running, _ = db.start("m", "e1", {"n": 1})
+        pending = db.finish_later(
+            running, status="SUCCEEDED", output={"n": 1}, error=None, cause=None, history=[]
+        )
+        record = pending.result()
+        assert record == db.get(running.execution_id) == pending.result()
+        assert record.status == "SUCCEEDED" and record.output == {"n": 1}
+        again = db.finish_later(
+            running, status="FAILED", output=None, error="E", cause="c", history=[]
+        )
+        with pytest.raises(ExecutionError, match="not RUNNING"):
+            again.result()

@@ -32,7 +32,7 @@ from typing import Any
 
 from scones.errors import SconesError, UsageError
 from scones.times import iso_utc, utc_now
-from scones.workflow.group_commit import GroupCommit
+from scones.workflow.group_commit import GroupCommit, Write
 from scones.workflow.history_codec import decode_history, encode_history, json_default
 
 STATUSES = ("RUNNING", "SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED")
@@ -253,6 +253,30 @@ def to_json(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=json_default)
 
 
+class PendingFinish:
+    """A finish on its way to the database; ``result()`` waits for it (see finish_later)."""
+
+    def __init__(self, write: Write | None, record: ExecutionRecord, stored: list) -> None:
+        self._write = write
+        self._record = record
+        self._stored = stored  # the history as stored, once the commit's leader encoded it
+
+    @classmethod
+    def done(cls, record: ExecutionRecord) -> PendingFinish:
+        return cls(None, record, [record.history])
+
+    def result(self) -> ExecutionRecord:
+        """The finished record once committed; ExecutionError if it was not RUNNING."""
+        if self._write is not None:
+            if self._write.result() != 1:
+                raise ExecutionError(
+                    f"execution {self._record.execution_id} is not RUNNING; cannot finish it"
+                )
+            self._record = replace(self._record, history=self._stored[0])
+            self._write = None
+        return self._record
+
+
 class ExecutionStore:
     """The executions database: one SQLite file, safe to share across threads and processes."""
 
@@ -362,12 +386,37 @@ class ExecutionStore:
         ``output_json``: the output's JSON text when the caller has it already (the runtime
         encodes it for the ExecutionSucceeded event), so it is not encoded again.
         """
+        return self.finish_later(
+            running,
+            status=status,
+            output=output,
+            error=error,
+            cause=cause,
+            history=history,
+            stopped_at=stopped_at,
+            output_json=output_json,
+        ).result()
+
+    def finish_later(
+        self,
+        running: ExecutionRecord,
+        *,
+        status: str,
+        output: Any | None,
+        error: str | None,
+        cause: str | None,
+        history: list[dict],
+        stopped_at: datetime | None = None,
+        output_json: str | None = None,
+    ) -> PendingFinish:
+        """``finish`` without waiting for the commit: its ``result()`` waits and returns the
+        record. Until then the execution may still read back as RUNNING (and stays so if the
+        process dies first)."""
         if status not in STATUSES or status == "RUNNING":
             raise ExecutionError(
                 f"cannot finish execution {running.execution_id} with status {status!r}"
             )
-        stopped = stopped_at or utc_now()
-        stopped_text = iso_utc(stopped)
+        stopped_text = iso_utc(stopped_at or utc_now())
         stored: list[list[dict]] = []
 
         def params() -> tuple[Any, ...]:
@@ -381,24 +430,20 @@ class ExecutionStore:
                 text = to_json(output)
             return (status, text, error, cause, stopped_text, history_zlib, running.execution_id)
 
-        updated = self._writes.execute(
+        write = self._writes.submit(
             "UPDATE executions SET status = ?, output = ?, error = ?, cause = ?, "
             "stopped_at = ?, history_zlib = ? WHERE execution_id = ? AND status = 'RUNNING'",
             params,
         )
-        if updated != 1:
-            raise ExecutionError(
-                f"execution {running.execution_id} is not RUNNING; cannot finish it"
-            )
-        return replace(
+        finished = replace(
             running,
             status=status,
             output=output,
             error=error,
             cause=cause,
             stopped_at=datetime.fromisoformat(stopped_text),
-            history=stored[0],
         )
+        return PendingFinish(write, finished, stored)
 
     # --- reading (everyone) ---
 
@@ -740,12 +785,12 @@ def _record(row: tuple) -> ExecutionRecord:
 
 
 class _Slot:
-    """One execution of run_all: its record or error, and a lock held until either is set."""
+    """One execution of run_all: its pending finish or error, and a lock held until set."""
 
-    __slots__ = ("error", "ready", "record")
+    __slots__ = ("error", "pending", "ready")
 
     def __init__(self) -> None:
-        self.record: ExecutionRecord | None = None
+        self.pending: PendingFinish | None = None
         self.error: BaseException | None = None
         self.ready = _thread.allocate_lock()
         self.ready.acquire()
@@ -800,9 +845,13 @@ class ExecutionRunner:
 
     def start(self, input: Any, name: str | None = None) -> ExecutionRecord:
         """Run one execution to its end (or return the existing one of that name and input)."""
+        return self._start(input, name).result()
+
+    def _start(self, input: Any, name: str | None) -> PendingFinish:
+        # Returns as soon as the execution ran: its finish commits with a later batch.
         record, created = self.store.start(self.state_machine, name or new_execution_name(), input)
         if not created:
-            return record
+            return PendingFinish.done(record)
         return self._run(record)
 
     def submit(self, input: Any, name: str | None = None) -> Future[ExecutionRecord]:
@@ -834,7 +883,9 @@ class ExecutionRunner:
                 name, input = items[index]
                 slot = slots[index]
                 try:
-                    slot.record = self.start(input, name)
+                    # Not waiting for the finish to commit: the next execution starts now,
+                    # and the caller waits for the commit before it hears of the record.
+                    slot.pending = self._start(input, name)
                 except BaseException as exc:  # handed to the caller, as a future would
                     slot.error = exc
                 finally:
@@ -848,10 +899,11 @@ class ExecutionRunner:
             slot.ready.acquire()
             if slot.error is not None:
                 raise slot.error
-            assert slot.record is not None
+            assert slot.pending is not None
+            record = slot.pending.result()  # stored by now: what on_done hears is kept
             if on_done is not None:
-                on_done(slot.record)
-            records.append(slot.record)
+                on_done(record)
+            records.append(record)
         return records
 
     def _executor(self) -> ThreadPoolExecutor:
@@ -874,7 +926,7 @@ class ExecutionRunner:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def _run(self, record: ExecutionRecord) -> ExecutionRecord:
+    def _run(self, record: ExecutionRecord) -> PendingFinish:
         from scones.asl import execute
 
         try:
@@ -890,7 +942,7 @@ class ExecutionRunner:
         except Exception as exc:
             # A fault of the runtime itself, not of a state: record it rather than leave
             # the execution RUNNING forever in this still-alive process.
-            return self.store.finish(
+            return self.store.finish_later(
                 record,
                 status="FAILED",
                 output=None,
@@ -899,7 +951,7 @@ class ExecutionRunner:
                 history=[],
             )
         status = execution.status if execution.status in STATUSES else "FAILED"
-        return self.store.finish(
+        return self.store.finish_later(
             record,
             status=status,
             output=execution.output if status == "SUCCEEDED" else None,

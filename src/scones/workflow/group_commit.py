@@ -10,8 +10,10 @@ A write's parameters may be a function: the leader calls those of its batch one 
 another before the transaction (encoding histories back to back runs about a quarter
 faster than interleaved with the executions' own work: warm caches).
 
-A write returns only after its transaction committed, so whatever a caller was told is
-stored is stored: a process that dies mid-batch loses only writes that had not returned.
+A write returns (``execute``, or ``result()`` of a ``submit``ted one) only after its
+transaction committed, so whatever a caller was told is stored is stored: a process that
+dies mid-batch loses only writes that had not returned. ``submit`` lets a thread go on with
+other work (the next execution) while its write waits for the next batch.
 A statement that fails on its own (a constraint, a bad parameter) fails only its writer; a
 failure of the transaction (disk full, I/O error) rolls the batch back and fails each of
 its writers with that error.
@@ -39,18 +41,31 @@ _STATEMENT_ERRORS = (
 )
 
 
-class _Write:
-    __slots__ = ("error", "lead", "params", "rowcount", "sql", "wake")
+class Write:
+    """One queued write; ``result()`` waits until its transaction committed."""
 
-    def __init__(self, sql: str, params: Params) -> None:
+    __slots__ = ("error", "lead", "params", "rowcount", "sql", "waiting", "wake")
+
+    def __init__(self, sql: str, params: Params, *, waiting: bool) -> None:
         self.sql = sql
         self.params = params
         self.rowcount = -1
         self.error: BaseException | None = None
+        # Whether a thread is blocked on this write: only such a thread can take the lead.
+        self.waiting = waiting
         self.lead = False
-        # A bare lock as a one-shot event: held until the write is done or must lead.
+        # A bare lock as a one-shot event: held until the write is done (or, for a waiting
+        # write, until its thread must lead).
         self.wake = _thread.allocate_lock()
         self.wake.acquire()
+
+    def result(self) -> int:
+        """The statement's rowcount once committed; what the write failed with, raised."""
+        self.wake.acquire()
+        self.wake.release()  # done for good: later calls return at once
+        if self.error is not None:
+            raise self.error
+        return self.rowcount
 
 
 class GroupCommit:
@@ -67,7 +82,8 @@ class GroupCommit:
         self._conn = conn
         self._conn_lock = conn_lock
         self._mutex = threading.Lock()
-        self._queue: list[_Write] = []
+        # Invariant: while the queue holds writes, some thread leads (busy).
+        self._queue: list[Write] = []
         self._busy = False
         # Tests: called with the batch size inside the transaction, just before COMMIT.
         self._before_commit = before_commit
@@ -80,39 +96,59 @@ class GroupCommit:
         ``params`` may be a function that returns them (called by whichever thread leads);
         what it raises is raised here, and the statement is not run.
         """
-        write = _Write(sql, params)
+        write = Write(sql, params, waiting=True)
         with self._mutex:
             self._queue.append(write)
             lead = not self._busy
             self._busy = True
         if not lead:
             write.wake.acquire()  # until a leader committed it, or handed this one the lead
-            lead = write.lead
+            if not write.lead:
+                write.wake.release()
+                return write.result()
+        self._lead()
+        return write.result()
+
+    def submit(self, sql: str, params: Params) -> Write:
+        """Queue a write and return without waiting for it unless no commit is under way
+        (then this thread commits it, with whatever else is queued). ``result()`` waits.
+
+        The caller keeps running meanwhile; the write is stored once ``result()`` returns.
+        """
+        write = Write(sql, params, waiting=False)
+        with self._mutex:
+            self._queue.append(write)
+            lead = not self._busy
+            self._busy = True
         if lead:
             self._lead()
-        if write.error is not None:
-            raise write.error
-        return write.rowcount
+        return write
 
     def _lead(self) -> None:
-        with self._mutex:
-            batch, self._queue = self._queue, []
-        try:
-            self._commit(batch)
-        finally:
+        while True:
             with self._mutex:
-                if self._queue:
-                    # Writes that came meanwhile: the first one leads the next batch.
-                    successor = self._queue[0]
-                    successor.lead = True
-                    successor.wake.release()
-                else:
-                    self._busy = False
-            for write in batch:
-                if not write.lead:
+                batch, self._queue = self._queue, []
+            successor = None
+            try:
+                self._commit(batch)
+            finally:
+                with self._mutex:
+                    # Writes that came meanwhile: a thread blocked on one leads the next batch;
+                    # if none is blocked (all were submitted), this thread commits them too.
+                    successor = next((write for write in self._queue if write.waiting), None)
+                    if successor is not None:
+                        successor.lead = True
+                    again = successor is None and bool(self._queue)
+                    if not again and successor is None:
+                        self._busy = False
+                for write in batch:  # done: each result() returns now
                     write.wake.release()
+                if successor is not None:
+                    successor.wake.release()
+            if not again:
+                return
 
-    def _commit(self, batch: list[_Write]) -> None:
+    def _commit(self, batch: list[Write]) -> None:
         for write in batch:
             if callable(write.params):
                 try:
