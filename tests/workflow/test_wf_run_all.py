@@ -86,3 +86,12 @@ def test_finish_later_is_stored_once_its_result_returns(tmp_path: Path) -> None:
         )
         with pytest.raises(ExecutionError, match="not RUNNING"):
             again.result()
+
+
+def test_the_input_limit_counts_utf8_bytes_not_characters(tmp_path: Path) -> None:
+    from scones.workflow.executions import InvalidExecutionInputError
+
+    with ExecutionStore(tmp_path / "s.db") as db:
+        db.start("m", "fits", {"text": "€" * 80_000})  # 240,000 bytes
+        with pytest.raises(InvalidExecutionInputError, match="byte limit"):
+            db.start("m", "too-big", {"text": "€" * 90_000})  # 270,000 bytes
