@@ -241,3 +241,12 @@ def test_a_submitted_write_with_no_commit_under_way_is_committed_before_submit_r
     write = writes.submit("INSERT INTO t VALUES (?, ?)", ("k", "v"))
     assert conn.execute("SELECT k FROM t").fetchall() == [("k",)]
     assert write.result() == 1
+
+
+def test_writes_to_a_closed_connection_fail_with_an_error(tmp_path: Path) -> None:
+    conn, _lock, writes = _table(tmp_path)
+    conn.close()
+    with pytest.raises(sqlite3.ProgrammingError):
+        writes.execute("INSERT INTO t VALUES (?, ?)", ("k", "v"))
+    with pytest.raises(sqlite3.ProgrammingError):
+        writes.submit("INSERT INTO t VALUES (?, ?)", ("k", "v")).result()

@@ -865,9 +865,10 @@ class ExecutionRunner:
     ) -> list[ExecutionRecord]:
         """Run (name, input) pairs concurrently; records in the order of ``inputs``.
 
-        ``on_done`` hears each record in that order, in the calling thread. The first
-        execution that cannot start (a name taken with another input) raises here, after
-        ``on_done`` heard those before it; the others still run.
+        ``on_done`` hears each record in that order, in the calling thread, once its finish
+        is committed (so what it hears is stored). The first execution that cannot start (a
+        name taken with another input) raises here, after ``on_done`` heard those before it;
+        the others still run.
         """
         items = list(inputs)
         if not items:
