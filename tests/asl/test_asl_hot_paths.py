@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import uuid
 
-from scones.asl.resources import request_id
+from scones.asl.resources import new_request_id
 
 
 def test_lambda_request_ids_are_distinct_version_4_uuids() -> None:
-    ids = [request_id() for _ in range(1000)]
+    ids = [new_request_id() for _ in range(1000)]
     assert len(set(ids)) == 1000
     for text in ids[:50]:
         value = uuid.UUID(text)

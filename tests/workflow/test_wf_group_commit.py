@@ -176,7 +176,7 @@ ECHO = {
 def test_the_stored_history_is_the_runtimes_event_for_event(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(asl_resources, "request_id", lambda: "request-1")
+    monkeypatch.setattr(asl_resources, "new_request_id", lambda: "request-1")
     resources = Resources().register_lambda("echo", lambda event, context: event)
     payload = {"s3_key": "test/a.png", "image_data": "iVBORw0KGgo" + "QUJD" * 1000}
     config = ExecutionConfig(

@@ -93,7 +93,7 @@ class LambdaContext:
         self.function_version = version
         self.invoked_function_arn = function_arn
         self.memory_limit_in_mb = memory_limit_in_mb
-        self.aws_request_id = request_id()
+        self.aws_request_id = new_request_id()
         self.log_group_name = f"/aws/lambda/{function_name}"
         self.log_stream_name = "local"
         self._clock = clock
@@ -104,7 +104,7 @@ class LambdaContext:
         return max(0, int((self._deadline - now) * 1000))
 
 
-def request_id() -> str:
+def new_request_id() -> str:
     """A random version 4 UUID, as Lambda's request ids are.
 
     From ``random``, not ``uuid.uuid4``: an id, not a secret, and os.urandom's system call
