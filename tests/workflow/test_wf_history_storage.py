@@ -3,16 +3,24 @@
 from __future__ import annotations
 
 import json
+import random
 import sys
 import traceback
 import zlib
+from datetime import UTC, datetime
+
+import pytest
 
 from scones.asl.resources import format_traceback
-from scones.workflow.executions import compress_history, decompress_history
+from scones.workflow import history_codec
+from scones.workflow.executions import compress_history, decompress_history, to_json
+
+IMAGE = "QUJD" * 5000  # canonical base64 of b"ABC" * 5000
 
 
-def _history() -> list[dict]:
-    payload = json.dumps({"image_data": "QUJD" * 5000, "s3_key": "test/a.png"})
+def _history(image: str = IMAGE) -> list[dict]:
+    payload = json.dumps({"image_data": image, "s3_key": "test/a.png"})
+    result = json.dumps({"Payload": {"body": {"image_data": image, "inferences": [0.9, 0.1]}}})
     return [
         {
             "type": "ExecutionStarted",
@@ -30,7 +38,7 @@ def _history() -> list[dict]:
             "type": "TaskSucceeded",
             "id": 3,
             "previousEventId": 2,
-            "taskSucceededEventDetails": {"output": payload, "note": "multi\nline " * 100},
+            "taskSucceededEventDetails": {"output": result, "note": "multi\nline " * 100},
         },
         {
             "type": "ExecutionSucceeded",
@@ -41,18 +49,106 @@ def _history() -> list[dict]:
     ]
 
 
-def test_history_round_trips_and_stores_each_payload_once() -> None:
+def _format_2(events: list[dict]) -> bytes:
+    """A history as the previous release stored it (format 2), to check it still reads."""
+    skeleton, refs, lines = [], [], {}
+    for index, event in enumerate(events):
+        for key, details in event.items():
+            if type(details) is not dict:
+                continue
+            moved = None
+            for field, value in details.items():
+                if type(value) is str and len(value) >= 128 and "\n" not in value:
+                    line = lines.setdefault(value, len(lines))
+                    refs.append([index, key, field, line])
+                    moved = moved or dict(details)
+                    moved[field] = None
+            if moved is not None:
+                event = {**event, key: moved}
+        skeleton.append(event)
+    head = to_json({"events": skeleton, "payloads": refs})
+    return zlib.compress("\n".join([head, *lines]).encode("utf-8"), 3)
+
+
+def _zlib_text(blob: bytes) -> str:
+    inflate = zlib.decompressobj()
+    return inflate.decompress(blob[1:]).decode("utf-8")
+
+
+def test_history_round_trips_and_stores_the_image_once_as_bytes() -> None:
     events = _history()
     blob = compress_history(events)
+    assert blob[:1] == b"\x03"
     assert decompress_history(blob) == events
-    text = zlib.decompress(blob).decode()
-    assert text.count("QUJD" * 5000) == 1
+    text = _zlib_text(blob)
+    assert "QUJD" * 100 not in text  # the image is set apart from the compressed text...
+    assert blob.count(b"ABC" * 5000) == 1  # ...and stored once, decoded
 
 
-def test_version_one_histories_still_read() -> None:
+def test_older_formats_still_read() -> None:
     events = _history()
-    assert decompress_history(zlib.compress(json.dumps(events).encode())) == events
+    assert decompress_history(zlib.compress(json.dumps(events).encode())) == events  # 1
+    assert decompress_history(_format_2(events)) == events  # 2
     assert decompress_history(None) == []
+
+
+def test_the_events_read_back_are_the_ones_the_previous_format_gave() -> None:
+    events = _history()
+    assert decompress_history(compress_history(events)) == decompress_history(_format_2(events))
+
+
+def test_timestamps_are_stored_as_iso_text_and_returned_as_read_back() -> None:
+    moment = datetime(2026, 12, 2, 19, 45, 3, 120, tzinfo=UTC)
+    events = [{**event, "timestamp": moment} for event in _history()]
+    blob, stored = history_codec.encode_history(events)
+    assert [event["timestamp"] for event in stored] == ["2026-12-02T19:45:03.000120+00:00"] * 4
+    assert decompress_history(blob) == stored
+    assert events[0]["timestamp"] is moment  # the caller's events are left as they were
+
+
+@pytest.mark.parametrize(
+    "image",
+    [
+        IMAGE,
+        "QR==" + "QUJD" * 300,  # not canonical base64 (trailing bits): kept as text
+        "QUJD" * 300 + "QQ==",  # canonical with padding
+        "é" * 600,  # not ASCII
+        'a\\"b' * 300,  # escapes inside the string
+        "x" * 511,  # below the run length: stays in the compressed text
+    ],
+)
+def test_any_long_string_round_trips_exactly(image: str) -> None:
+    events = _history(image)
+    assert decompress_history(compress_history(events)) == events
+
+
+def test_histories_with_nul_characters_round_trip() -> None:
+    events = _history("\x00" + "QUJD" * 300)
+    events[1]["stateEnteredEventDetails"]["cause"] = "a\x00b" * 200
+    assert decompress_history(compress_history(events)) == events
+
+
+def test_random_payload_lines_round_trip() -> None:
+    rng = random.Random(18)
+    alphabet = 'AB"\\\x00é\n{}:,'
+    for _ in range(200):
+        shared = "".join(rng.choice("QUJDxyz") for _ in range(rng.randint(500, 1500)))
+        details = {}
+        for number in range(rng.randint(1, 6)):
+            parts = [
+                rng.choice([shared, shared[: rng.randint(0, 600)], ""])
+                + "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 40)))
+                for _ in range(rng.randint(1, 4))
+            ]
+            details[f"field{number}"] = '"'.join(parts)
+        events = [{"type": "TaskSucceeded", "id": 1, "taskSucceededEventDetails": details}]
+        assert decompress_history(compress_history(events)) == events
+
+
+def test_a_truncated_history_is_an_error_not_a_shorter_history() -> None:
+    blob = compress_history(_history())
+    with pytest.raises((ValueError, zlib.error)):
+        decompress_history(blob[:-10])
 
 
 def _recurse(depth: int) -> None:

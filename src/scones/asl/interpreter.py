@@ -6,7 +6,7 @@ import uuid
 from typing import Any
 
 from .clock import Clock, SystemClock
-from .encoding import encode_json, exceeds_payload_limit, iso_timestamp
+from .encoding import encode_json, exceeds_payload_limit
 from .errors import (
     DATA_LIMIT_EXCEEDED,
     TIMEOUT,
@@ -57,7 +57,6 @@ def run_execution(
     )
     start = clock.now()
     execution.start_date = start
-    run.start_time_iso = iso_timestamp(start)
     if machine.timeout_seconds is not None:
         run.deadline = start + machine.timeout_seconds
     top = Track(0, None, Variables())

@@ -129,8 +129,15 @@ class ExecutionRun:
         self.events = execution.history
         self.lock = threading.Lock()
         self.deadline: float | None = None
-        self.start_time_iso = ""
+        self._start_time_iso: str | None = None
         self.timed_out = threading.Event()
+
+    @property
+    def start_time_iso(self) -> str:
+        """$$.Execution.StartTime, formatted on first use: most executions never read it."""
+        if self._start_time_iso is None:
+            self._start_time_iso = iso_timestamp(self.execution.start_date)
+        return self._start_time_iso
 
     # --- history ---
 

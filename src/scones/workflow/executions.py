@@ -12,15 +12,17 @@ a process that dies in between leaves the row RUNNING, never lost.
 
 from __future__ import annotations
 
+import _thread
 import functools
+import itertools
 import json
 import os
+import random
 import re
 import socket
 import sqlite3
 import threading
 import uuid
-import zlib
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -30,19 +32,18 @@ from typing import Any
 
 from scones.errors import SconesError, UsageError
 from scones.times import iso_utc, utc_now
+from scones.workflow.group_commit import GroupCommit, Write
+from scones.workflow.history_codec import decode_history, encode_history, json_default
 
 STATUSES = ("RUNNING", "SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED")
 # Step Functions: execution names are 1-80 characters; we accept the URL-safe subset.
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,80}$")
 MAX_INPUT_BYTES = 256 * 1024  # Step Functions' limit on execution input
-_HISTORY_ZLIB_LEVEL = 3
 # 2: history_zlib holds the history with its payload texts set apart (see compress_history);
-# version 1 blobs (one JSON array) still read.
+# version 1 blobs (one JSON array) still read. Later blob formats (history_codec) are told
+# apart by their first byte, so they need no schema version.
 # 3: execution_keys (object key -> execution) and indexes for the console's filters.
 _SCHEMA_VERSION = 3
-# A history event's detail strings at least this long (payloads: input, output, parameters)
-# are stored once each, unescaped, after the events.
-_PAYLOAD_MIN_CHARS = 128
 # Ascending indexes: read backwards, each gives (started_at, rowid) newest first, the order of
 # every list and page, so a page is an index range with no sort.
 _SCHEMA = """
@@ -230,9 +231,14 @@ def last_inference_body(history: list[dict]) -> dict[str, Any]:
 
 def execution_id_for(state_machine: str, name: str) -> str:
     """The ARN-like id, as Step Functions forms an execution ARN."""
+    return f"{_execution_arn_prefix()}{state_machine}:{name}"
+
+
+@functools.cache
+def _execution_arn_prefix() -> str:
     from scones.workflow.definitions import LOCAL_ACCOUNT_ID, LOCAL_REGION
 
-    return f"arn:aws:states:{LOCAL_REGION}:{LOCAL_ACCOUNT_ID}:execution:{state_machine}:{name}"
+    return f"arn:aws:states:{LOCAL_REGION}:{LOCAL_ACCOUNT_ID}:execution:"
 
 
 def check_name(name: str) -> str:
@@ -243,16 +249,32 @@ def check_name(name: str) -> str:
     return name
 
 
-def _json_default(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return iso_utc(value)
-    if isinstance(value, bytes | bytearray):
-        return value.decode("utf-8", "replace")
-    raise TypeError(f"cannot store {type(value).__name__} as JSON")
-
-
 def to_json(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=_json_default)
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=json_default)
+
+
+class PendingFinish:
+    """A finish on its way to the database; ``result()`` waits for it (see finish_later)."""
+
+    def __init__(self, write: Write | None, record: ExecutionRecord, stored: list) -> None:
+        self._write = write
+        self._record = record
+        self._stored = stored  # the history as stored, once the commit's leader encoded it
+
+    @classmethod
+    def done(cls, record: ExecutionRecord) -> PendingFinish:
+        return cls(None, record, [record.history])
+
+    def result(self) -> ExecutionRecord:
+        """The finished record once committed; ExecutionError if it was not RUNNING."""
+        if self._write is not None:
+            if self._write.result() != 1:
+                raise ExecutionError(
+                    f"execution {self._record.execution_id} is not RUNNING; cannot finish it"
+                )
+            self._record = replace(self._record, history=self._stored[0])
+            self._write = None
+        return self._record
 
 
 class ExecutionStore:
@@ -262,7 +284,8 @@ class ExecutionStore:
         self.db_path = Path(db_path)
         self.db_path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        # One connection guarded by a lock: writes are short, and SQLite allows one writer.
+        # One connection guarded by a lock: SQLite allows one writer, and the writes of
+        # concurrent executions are grouped into shared transactions (group_commit).
         self._conn = sqlite3.connect(
             self.db_path, check_same_thread=False, timeout=30.0, isolation_level=None
         )
@@ -288,6 +311,8 @@ class ExecutionStore:
         except BaseException:
             self._conn.close()
             raise
+        # Starts and finishes of concurrent executions share transactions (group commit).
+        self._writes = GroupCommit(self._conn, self._lock)
 
     def close(self) -> None:
         with self._lock:
@@ -316,21 +341,21 @@ class ExecutionStore:
             raise InvalidExecutionInputError(
                 f"execution input of {name!r} is not JSON: {exc}"
             ) from None
-        if len(input_json.encode("utf-8")) > MAX_INPUT_BYTES:
+        # A character is at most 4 bytes of UTF-8: most inputs need no encoding to tell.
+        if len(input_json) * 4 > MAX_INPUT_BYTES and len(input_json.encode()) > MAX_INPUT_BYTES:
             raise InvalidExecutionInputError(
                 f"execution input of {name!r} is over the {MAX_INPUT_BYTES}-byte limit"
             )
         execution_id = execution_id_for(state_machine, name)
         started = utc_now()
-        with self._lock:
-            # One autocommitted statement: the common case (a new name) costs one write (the
-            # trigger executions_keys adds its object keys in the same statement).
-            created = self._conn.execute(
-                "INSERT INTO executions (execution_id, name, state_machine, status, input, "
-                "started_at, owner) VALUES (?, ?, ?, 'RUNNING', ?, ?, ?) "
-                "ON CONFLICT (execution_id) DO NOTHING",
-                (execution_id, name, state_machine, input_json, iso_utc(started), _owner()),
-            ).rowcount
+        # One statement, committed (with other threads' writes) before the first state runs;
+        # the trigger executions_keys adds its object keys in the same statement.
+        created = self._writes.execute(
+            "INSERT INTO executions (execution_id, name, state_machine, status, input, "
+            "started_at, owner) VALUES (?, ?, ?, 'RUNNING', ?, ?, ?) "
+            "ON CONFLICT (execution_id) DO NOTHING",
+            (execution_id, name, state_machine, input_json, iso_utc(started), _owner()),
+        )
         if created != 1:
             existing = self.get(execution_id)
             if _canonical(existing.input) != _canonical(input):
@@ -354,49 +379,71 @@ class ExecutionStore:
         cause: str | None,
         history: list[dict],
         stopped_at: datetime | None = None,
+        output_json: str | None = None,
     ) -> ExecutionRecord:
-        """Record how a RUNNING execution ended, with its full history; returns the record."""
-        if status not in STATUSES or status == "RUNNING":
-            raise ExecutionError(
-                f"cannot finish execution {running.execution_id} with status {status!r}"
-            )
-        stopped = stopped_at or utc_now()
-        # Stored as read back: event timestamps as ISO text, so get() returns an equal record.
-        events = [
-            {**event, "timestamp": iso_utc(event["timestamp"])}
-            if isinstance(event.get("timestamp"), datetime)
-            else event
-            for event in history
-        ]
-        output_json = None if output is None else to_json(output)
-        history_zlib = compress_history(events)  # outside the lock: other threads write
-        with self._lock:
-            updated = self._conn.execute(
-                "UPDATE executions SET status = ?, output = ?, error = ?, cause = ?, "
-                "stopped_at = ?, history_zlib = ? WHERE execution_id = ? AND status = 'RUNNING'",
-                (
-                    status,
-                    output_json,
-                    error,
-                    cause,
-                    iso_utc(stopped),
-                    history_zlib,
-                    running.execution_id,
-                ),
-            ).rowcount
-        if updated != 1:
-            raise ExecutionError(
-                f"execution {running.execution_id} is not RUNNING; cannot finish it"
-            )
-        return replace(
+        """Record how a RUNNING execution ended, with its full history; returns the record.
+
+        ``output_json``: the output's JSON text when the caller has it already (the runtime
+        encodes it for the ExecutionSucceeded event), so it is not encoded again.
+        """
+        return self.finish_later(
             running,
             status=status,
             output=output,
             error=error,
             cause=cause,
-            stopped_at=datetime.fromisoformat(iso_utc(stopped)),
-            history=events,
+            history=history,
+            stopped_at=stopped_at,
+            output_json=output_json,
+        ).result()
+
+    def finish_later(
+        self,
+        running: ExecutionRecord,
+        *,
+        status: str,
+        output: Any | None,
+        error: str | None,
+        cause: str | None,
+        history: list[dict],
+        stopped_at: datetime | None = None,
+        output_json: str | None = None,
+    ) -> PendingFinish:
+        """``finish`` without waiting for the commit: its ``result()`` waits and returns the
+        record. Until then the execution may still read back as RUNNING (and stays so if the
+        process dies first)."""
+        if status not in STATUSES or status == "RUNNING":
+            raise ExecutionError(
+                f"cannot finish execution {running.execution_id} with status {status!r}"
+            )
+        stopped_text = iso_utc(stopped_at or utc_now())
+        stored: list[list[dict]] = []
+
+        def params() -> tuple[Any, ...]:
+            # Called by the thread that commits this write's batch, with the others'.
+            # Stored as read back: event timestamps as ISO text, so get() returns an equal
+            # record.
+            history_zlib, events = encode_history(history)
+            stored.append(events)
+            text = output_json
+            if text is None and output is not None:
+                text = to_json(output)
+            return (status, text, error, cause, stopped_text, history_zlib, running.execution_id)
+
+        write = self._writes.submit(
+            "UPDATE executions SET status = ?, output = ?, error = ?, cause = ?, "
+            "stopped_at = ?, history_zlib = ? WHERE execution_id = ? AND status = 'RUNNING'",
+            params,
         )
+        finished = replace(
+            running,
+            status=status,
+            output=output,
+            error=error,
+            cause=cause,
+            stopped_at=datetime.fromisoformat(stopped_text),
+        )
+        return PendingFinish(write, finished, stored)
 
     # --- reading (everyone) ---
 
@@ -674,65 +721,27 @@ def find_execution(db_path: str | os.PathLike[str], ref: str) -> ExecutionRecord
 
 
 def compress_history(events: list[dict]) -> bytes:
-    """The history as stored: zlib of one JSON line, then one line per distinct payload.
-
-    Each event's details carry the state's input or output as JSON text, so a history
-    repeats the payload (the image, as base64) many times, and encoding it as one JSON
-    document would escape every payload's quotes again. Instead each detail string of
-    ``_PAYLOAD_MIN_CHARS`` or more without a newline (JSON text never has one) is stored once,
-    as is, on a line of its own; the first line is ``{"events": [...], "payloads":
-    [[event index, details key, field, line], ...]}`` with those fields set to null. zlib
-    then shrinks the rest (about tenfold), which costs less than writing it in full.
-    """
-    skeleton: list[dict] = []
-    refs: list[list] = []
-    lines: dict[str, int] = {}
-    for index, event in enumerate(events):
-        for key, details in event.items():
-            if type(details) is not dict:
-                continue
-            moved = None
-            for field, value in details.items():
-                if type(value) is str and len(value) >= _PAYLOAD_MIN_CHARS and "\n" not in value:
-                    line = lines.setdefault(value, len(lines))
-                    refs.append([index, key, field, line])
-                    if moved is None:
-                        moved = dict(details)
-                    moved[field] = None
-            if moved is not None:
-                event = {**event, key: moved}
-        skeleton.append(event)
-    head = to_json({"events": skeleton, "payloads": refs})
-    text = "\n".join([head, *lines])
-    return zlib.compress(text.encode("utf-8"), _HISTORY_ZLIB_LEVEL)
+    """The history as stored (see :mod:`scones.workflow.history_codec`)."""
+    return encode_history(events)[0]
 
 
 def decompress_history(blob: bytes | None) -> list[dict]:
-    if blob is None:
-        return []  # still RUNNING: the history is written when the execution stops
-    text = zlib.decompress(blob).decode("utf-8")
-    if text.startswith("["):
-        return json.loads(text)  # schema version 1: the events as one JSON array
-    head, *lines = text.split("\n")
-    stored = json.loads(head)
-    events = stored["events"]
-    for index, key, field, line in stored["payloads"]:
-        events[index][key][field] = lines[line]
-    return events
+    """The events of a stored history, any format; [] while the execution runs."""
+    return decode_history(blob)
 
 
 def _canonical(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=_json_default)
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=json_default)
 
 
 @functools.cache
-def _owner_host() -> str:
-    return socket.gethostname()
+def _owner_of(pid: int) -> str:
+    return f"{socket.gethostname()}:{pid}"
 
 
 def _owner() -> str:
     # Which process ran it: an operator can tell a RUNNING row whose process is gone.
-    return f"{_owner_host()}:{os.getpid()}"
+    return _owner_of(os.getpid())
 
 
 def _parse_time(text: str | None) -> datetime | None:
@@ -775,6 +784,27 @@ def _record(row: tuple) -> ExecutionRecord:
 # --- running -----------------------------------------------------------------------------
 
 
+class _Slot:
+    """One execution of run_all: its pending finish or error, and a lock held until set."""
+
+    __slots__ = ("error", "pending", "ready")
+
+    def __init__(self) -> None:
+        self.pending: PendingFinish | None = None
+        self.error: BaseException | None = None
+        self.ready = _thread.allocate_lock()
+        self.ready.acquire()
+
+
+def new_execution_name() -> str:
+    """A random version 4 UUID, as StartExecution names an execution given no name.
+
+    From ``random`` (seeded from the OS, reseeded in forked children), not ``uuid.uuid4``:
+    a name, not a secret, and os.urandom's system call hands the GIL to another thread.
+    """
+    return str(uuid.UUID(int=random.getrandbits(128), version=4))
+
+
 class ExecutionRunner:
     """Runs executions of one state machine on the ASL runtime, persisting each one.
 
@@ -815,34 +845,75 @@ class ExecutionRunner:
 
     def start(self, input: Any, name: str | None = None) -> ExecutionRecord:
         """Run one execution to its end (or return the existing one of that name and input)."""
-        record, created = self.store.start(self.state_machine, name or str(uuid.uuid4()), input)
+        return self._start(input, name).result()
+
+    def _start(self, input: Any, name: str | None) -> PendingFinish:
+        # Returns as soon as the execution ran: its finish commits with a later batch.
+        record, created = self.store.start(self.state_machine, name or new_execution_name(), input)
         if not created:
-            return record
+            return PendingFinish.done(record)
         return self._run(record)
 
     def submit(self, input: Any, name: str | None = None) -> Future[ExecutionRecord]:
         """Start an execution in the pool; the future resolves to its finished record."""
-        with self._pool_lock:
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(
-                    max_workers=self.max_concurrency, thread_name_prefix="scones-execution"
-                )
-            return self._pool.submit(self.start, input, name)
+        return self._executor().submit(self.start, input, name)
 
     def run_all(
         self,
         inputs: Iterable[tuple[str | None, Any]],
         on_done: Callable[[ExecutionRecord], None] | None = None,
     ) -> list[ExecutionRecord]:
-        """Run (name, input) pairs concurrently; records in the order of ``inputs``."""
-        futures = [self.submit(input, name) for name, input in inputs]
+        """Run (name, input) pairs concurrently; records in the order of ``inputs``.
+
+        ``on_done`` hears each record in that order, in the calling thread, once its finish
+        is committed (so what it hears is stored). The first execution that cannot start (a
+        name taken with another input) raises here, after ``on_done`` heard those before it;
+        the others still run.
+        """
+        items = list(inputs)
+        if not items:
+            return []
+        # Up to max_concurrency pool threads each take the next item until none is left:
+        # a future per loop, not per execution (a future, its condition and the pool's
+        # queue cost about as much as the orchestration of a short execution).
+        slots = [_Slot() for _ in items]
+        claimed = itertools.count()  # next() is atomic: each index goes to one loop
+
+        def loop() -> None:
+            while (index := next(claimed)) < len(items):
+                name, input = items[index]
+                slot = slots[index]
+                try:
+                    # Not waiting for the finish to commit: the next execution starts now,
+                    # and the caller waits for the commit before it hears of the record.
+                    slot.pending = self._start(input, name)
+                except BaseException as exc:  # handed to the caller, as a future would
+                    slot.error = exc
+                finally:
+                    slot.ready.release()
+
+        pool = self._executor()
+        for _ in range(min(self.max_concurrency, len(items))):
+            pool.submit(loop)
         records = []
-        for future in futures:
-            record = future.result()
+        for slot in slots:
+            slot.ready.acquire()
+            if slot.error is not None:
+                raise slot.error
+            assert slot.pending is not None
+            record = slot.pending.result()  # stored by now: what on_done hears is kept
             if on_done is not None:
                 on_done(record)
             records.append(record)
         return records
+
+    def _executor(self) -> ThreadPoolExecutor:
+        with self._pool_lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(
+                    max_workers=self.max_concurrency, thread_name_prefix="scones-execution"
+                )
+            return self._pool
 
     def close(self) -> None:
         with self._pool_lock:
@@ -856,7 +927,7 @@ class ExecutionRunner:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def _run(self, record: ExecutionRecord) -> ExecutionRecord:
+    def _run(self, record: ExecutionRecord) -> PendingFinish:
         from scones.asl import execute
 
         try:
@@ -872,7 +943,7 @@ class ExecutionRunner:
         except Exception as exc:
             # A fault of the runtime itself, not of a state: record it rather than leave
             # the execution RUNNING forever in this still-alive process.
-            return self.store.finish(
+            return self.store.finish_later(
                 record,
                 status="FAILED",
                 output=None,
@@ -881,11 +952,12 @@ class ExecutionRunner:
                 history=[],
             )
         status = execution.status if execution.status in STATUSES else "FAILED"
-        return self.store.finish(
+        return self.store.finish_later(
             record,
             status=status,
             output=execution.output if status == "SUCCEEDED" else None,
             error=execution.error,
             cause=execution.cause,
             history=list(execution.history),
+            output_json=execution.output_json if status == "SUCCEEDED" else None,
         )

@@ -1,0 +1,97 @@
+"""ExecutionRunner.run_all: order, the on_done hook, and an execution that cannot start."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+
+from scones.asl import FakeClock, Resources
+from scones.workflow.executions import (
+    ExecutionAlreadyExistsError,
+    ExecutionError,
+    ExecutionRunner,
+    ExecutionStore,
+    new_execution_name,
+)
+
+ECHO = {
+    "StartAt": "Echo",
+    "States": {
+        "Echo": {
+            "Type": "Task",
+            "Resource": "arn:aws:states:::lambda:invoke",
+            "Parameters": {"FunctionName": "echo", "Payload.$": "$"},
+            "OutputPath": "$.Payload",
+            "End": True,
+        }
+    },
+}
+
+
+def _runner(db: ExecutionStore, handler, concurrency: int = 4) -> ExecutionRunner:
+    resources = Resources().register_lambda("echo", handler)
+    return ExecutionRunner(
+        db, ECHO, resources, state_machine="m", clock=FakeClock(), max_concurrency=concurrency
+    )
+
+
+def test_on_done_hears_every_record_in_input_order_in_the_calling_thread(
+    tmp_path: Path,
+) -> None:
+    heard: list[tuple[int, threading.Thread]] = []
+    with ExecutionStore(tmp_path / "s.db") as db, _runner(db, lambda e, c: e) as runner:
+        records = runner.run_all(
+            [(None, {"n": n}) for n in range(50)],
+            on_done=lambda record: heard.append((record.input["n"], threading.current_thread())),
+        )
+        assert [record.input["n"] for record in records] == list(range(50))
+        assert [n for n, _ in heard] == list(range(50))
+        assert {thread for _, thread in heard} == {threading.current_thread()}
+        assert len({record.name for record in records}) == 50
+        assert db.count_by_status() == {"SUCCEEDED": 50}
+        assert runner.run_all([]) == []
+
+
+def test_an_execution_that_cannot_start_raises_after_those_before_it(tmp_path: Path) -> None:
+    heard: list[int] = []
+    with ExecutionStore(tmp_path / "s.db") as db, _runner(db, lambda e, c: e) as runner:
+        runner.start({"n": -1}, name="taken")
+        inputs = [(None, {"n": n}) for n in range(10)]
+        inputs[4] = ("taken", {"n": 4})  # the name exists with another input
+        with pytest.raises(ExecutionAlreadyExistsError, match="taken"):
+            runner.run_all(inputs, on_done=lambda record: heard.append(record.input["n"]))
+        assert heard == [0, 1, 2, 3]
+        runner.close()  # the rest still ran to the end
+        assert db.count_by_status() == {"SUCCEEDED": 10}
+
+
+def test_generated_names_are_distinct_uuids() -> None:
+    names = {new_execution_name() for _ in range(1000)}
+    assert len(names) == 1000 and all(len(name) == 36 for name in names)
+
+
+def test_finish_later_is_stored_once_its_result_returns(tmp_path: Path) -> None:
+    with ExecutionStore(tmp_path / "s.db") as db:
+        running, _ = db.start("m", "e1", {"n": 1})
+        pending = db.finish_later(
+            running, status="SUCCEEDED", output={"n": 1}, error=None, cause=None, history=[]
+        )
+        record = pending.result()
+        assert record == db.get(running.execution_id) == pending.result()
+        assert record.status == "SUCCEEDED" and record.output == {"n": 1}
+        again = db.finish_later(
+            running, status="FAILED", output=None, error="E", cause="c", history=[]
+        )
+        with pytest.raises(ExecutionError, match="not RUNNING"):
+            again.result()
+
+
+def test_the_input_limit_counts_utf8_bytes_not_characters(tmp_path: Path) -> None:
+    from scones.workflow.executions import InvalidExecutionInputError
+
+    with ExecutionStore(tmp_path / "s.db") as db:
+        db.start("m", "fits", {"text": "€" * 80_000})  # 240,000 bytes
+        with pytest.raises(InvalidExecutionInputError, match="byte limit"):
+            db.start("m", "too-big", {"text": "€" * 90_000})  # 270,000 bytes
