@@ -56,15 +56,20 @@ def build_model(folder: Path, width: int = 32, backbone: str = "scratch") -> Pat
         architecture = {"net": "VehicleNet", "width": width, "flip_average": True}
     else:
         from scones.model.train import TrainConfig, preprocessing_for
-        from scones.model.transfer import FrozenTrunk, TransferClassifier, TunedTail
+        from scones.model.transfer import FrozenTrunk, LinearProbe, TransferClassifier, TunedTail
 
         config = TrainConfig()  # the default recipe's shape; speed does not depend on weights
         prep = preprocessing_for(config)
         lite0 = EfficientNetLite0(config.image_size).eval()
         cut = len(lite0._blocks) - config.tune_blocks
         tails = [TunedTail(lite0, cut, 2, config.dropout) for _ in range(config.members)]
-        net = TransferClassifier(FrozenTrunk(lite0, cut), tails)
-        architecture = {"net": "EfficientNet-Lite0 transfer", "members": config.members}
+        probe = LinearProbe(lite0, cut, 2) if config.linear_probe else None
+        net = TransferClassifier(FrozenTrunk(lite0, cut), tails, probe)
+        architecture = {
+            "net": "EfficientNet-Lite0 transfer",
+            "members": config.members,
+            "linear_probe": config.linear_probe,
+        }
     model = FlipAveragedClassifier(net).eval()
     example = torch.zeros(1, 3, *prep.input_size)
     folder.mkdir(parents=True, exist_ok=True)
