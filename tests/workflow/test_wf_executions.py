@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from wf_helpers import ECHO
 
 from scones.asl import FakeClock, Resources
 from scones.workflow.executions import (
@@ -19,19 +20,6 @@ from scones.workflow.executions import (
     ExecutionStore,
     InvalidExecutionInputError,
 )
-
-ECHO = {
-    "StartAt": "Echo",
-    "States": {
-        "Echo": {
-            "Type": "Task",
-            "Resource": "arn:aws:states:::lambda:invoke",
-            "Parameters": {"FunctionName": "echo", "Payload.$": "$"},
-            "OutputPath": "$.Payload",
-            "End": True,
-        }
-    },
-}
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ import threading
 from pathlib import Path
 
 import pytest
+from wf_helpers import ECHO
 
 from scones.asl import FakeClock, Resources
 from scones.workflow.executions import (
@@ -15,19 +16,6 @@ from scones.workflow.executions import (
     ExecutionStore,
     new_execution_name,
 )
-
-ECHO = {
-    "StartAt": "Echo",
-    "States": {
-        "Echo": {
-            "Type": "Task",
-            "Resource": "arn:aws:states:::lambda:invoke",
-            "Parameters": {"FunctionName": "echo", "Payload.$": "$"},
-            "OutputPath": "$.Payload",
-            "End": True,
-        }
-    },
-}
 
 
 def _runner(db: ExecutionStore, handler, concurrency: int = 4) -> ExecutionRunner:

@@ -15,6 +15,20 @@ from pathlib import Path
 
 from conftest import REPO_ROOT, free_port
 
+# A one-Task machine whose Lambda echoes its payload.
+ECHO = {
+    "StartAt": "Echo",
+    "States": {
+        "Echo": {
+            "Type": "Task",
+            "Resource": "arn:aws:states:::lambda:invoke",
+            "Parameters": {"FunctionName": "echo", "Payload.$": "$"},
+            "OutputPath": "$.Payload",
+            "End": True,
+        }
+    },
+}
+
 
 @contextmanager
 def running_endpoint(model_dir: Path, home: Path) -> Iterator[str]:
