@@ -1,0 +1,607 @@
+"""Differential testing of scones.asl against moto's Step Functions interpreter.
+
+    python -m scones.asl.differential [--seed N] [--count N] [--json] [--out DIR]
+
+Generates random but valid state machines and inputs from a small grammar of the language
+(Pass with payload templates and intrinsic functions, Choice with its operators, Wait with
+seconds or a path, Task with Retry and Catch and deliberate errors, Succeed, Fail, Parallel,
+Map with an item selector), runs each on scones.asl and on moto's interpreter (LocalStack's,
+embedded in moto), and compares status, error, output and the event types. Both sides run
+in process: moto's backend is called directly and each execution runs to its end on the
+calling thread; the Lambda tasks of both sides are answered by the same Python functions;
+neither side sleeps (a FakeClock here, moto's waits patched out there). Everything is
+seeded: ``--seed S --count N`` is the same N cases on every machine.
+
+A disagreement is classified by a stable signature (which dimension differs, and the state
+types and error involved) and shrunk to a minimal definition and input that still shows the
+same signature (states dropped, fields dropped, input keys dropped, one at a time, as long
+as the signature persists). Classes that were triaged as moto's mistake or as unspecified
+(:data:`TRIAGE`, with the reason and the document that settles it; docs/asl-conformance.md)
+are counted as explained; any other class makes the run exit 1.
+
+moto is a development dependency (the ``dev`` and ``bench`` extras); it is imported only
+when the moto side runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import logging
+import random
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from scones.asl import DefinitionError, FakeClock, Resources, execute, load
+from scones.errors import SconesError
+
+ACCOUNT = "123456789012"
+REGION = "us-east-1"
+ROLE_ARN = f"arn:aws:iam::{ACCOUNT}:role/differential"
+
+# Class signature -> (verdict, reason). Verdicts: "moto wrong" (AWS does what we do, per the
+# document named) or "unspecified" (the documents do not settle it). Never "ours wrong":
+# those are fixed, with the minimal case as a regression test.
+TRIAGE: dict[str, tuple[str, str]] = {}
+
+
+class MotoMissingError(SconesError):
+    """moto is not installed: the differential run needs it."""
+
+
+# --- the Lambda functions both sides call ---------------------------------------------------
+
+
+class DeliberateError(Exception):
+    """What the ``boom`` function raises: a Task that fails on purpose."""
+
+
+def echo(event: Any, context: Any) -> Any:
+    return event
+
+
+def boom(event: Any, context: Any) -> Any:
+    raise DeliberateError("deliberate failure")
+
+
+def count_keys(event: Any, context: Any) -> Any:
+    return {"keys": sorted(event) if isinstance(event, dict) else [], "n": len(event or [])}
+
+
+FUNCTIONS: dict[str, Callable[[Any, Any], Any]] = {
+    "echo": echo,
+    "boom": boom,
+    "countKeys": count_keys,
+}
+
+
+def function_arn(name: str) -> str:
+    return f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{name}"
+
+
+def function_name(arn: str) -> str:
+    parts = arn.split(":")
+    return parts[6] if len(parts) > 6 else arn
+
+
+# --- the generator -------------------------------------------------------------------------
+
+
+def random_input(rng: random.Random) -> dict[str, Any]:
+    return {
+        "n": rng.randint(-3, 12),
+        "x": rng.choice([0, 1.5, 7, 42]),
+        "name": rng.choice(["bike", "moto", "scone", ""]),
+        "items": [rng.randint(0, 9) for _ in range(rng.randint(0, 4))],
+        "flag": rng.choice([True, False]),
+        "nested": {"k": rng.choice(["a", "b"]), "v": rng.randint(0, 5)},
+        **({"maybe": rng.randint(0, 3)} if rng.random() < 0.5 else {}),
+    }
+
+
+PATHS = ["$.n", "$.x", "$.name", "$.items", "$.flag", "$.nested", "$.nested.k", "$.maybe"]
+
+
+def random_parameters(rng: random.Random) -> dict[str, Any]:
+    choices: list[tuple[str, Any]] = [
+        ("const", rng.choice([1, "s", None, [1, 2], {"a": 1}])),
+        ("copy.$", rng.choice(["$.n", "$.name", "$.nested", "$.items"])),
+        ("fmt.$", "States.Format('{} and {}', $.name, $.n)"),
+        ("len.$", "States.ArrayLength($.items)"),
+        ("sum.$", "States.MathAdd($.n, 1)"),
+        ("arr.$", "States.Array($.n, $.name)"),
+        ("json.$", "States.JsonToString($.nested)"),
+        ("ctx.$", "$$.State.Name"),
+    ]
+    picked = rng.sample(choices, rng.randint(1, 4))
+    return {key: value for key, value in picked}
+
+
+def random_condition(rng: random.Random) -> dict[str, Any]:
+    kind = rng.randrange(8)
+    if kind == 0:
+        return {"Variable": "$.n", "NumericGreaterThan": rng.randint(-2, 10)}
+    if kind == 1:
+        return {"Variable": "$.name", "StringEquals": rng.choice(["bike", "moto", ""])}
+    if kind == 2:
+        return {"Variable": "$.maybe", "IsPresent": rng.choice([True, False])}
+    if kind == 3:
+        return {"Variable": "$.flag", "BooleanEquals": True}
+    if kind == 4:
+        return {"Variable": "$.x", "NumericLessThanEqualsPath": "$.n"}
+    if kind == 5:
+        return {"Variable": "$.name", "StringMatches": rng.choice(["b*", "*o", "\\*"])}
+    if kind == 6:
+        return {"Not": random_condition(rng)}
+    return {rng.choice(["And", "Or"]): [random_condition(rng), random_condition(rng)]}
+
+
+def random_result_path(rng: random.Random) -> str | None:
+    return rng.choice(["$", "$.result", "$.nested.out", None])
+
+
+def pass_state(rng: random.Random) -> dict[str, Any]:
+    state: dict[str, Any] = {"Type": "Pass"}
+    roll = rng.random()
+    if roll < 0.4:
+        state["Parameters"] = random_parameters(rng)
+    elif roll < 0.6:
+        state["Result"] = {"r": rng.randint(0, 9)}
+    if rng.random() < 0.5:
+        state["ResultPath"] = random_result_path(rng)
+    if rng.random() < 0.15:
+        state["InputPath"] = rng.choice(["$", "$.nested"])
+    return state
+
+
+def task_state(rng: random.Random) -> dict[str, Any]:
+    name = rng.choice(["echo", "echo", "countKeys", "boom"])
+    state: dict[str, Any] = {
+        "Type": "Task",
+        "Resource": "arn:aws:states:::lambda:invoke",
+        "Parameters": {"FunctionName": function_arn(name), "Payload.$": "$"},
+    }
+    if rng.random() < 0.7:
+        state["OutputPath"] = "$.Payload"
+    if rng.random() < 0.4:
+        state["ResultSelector"] = {"payload.$": "$.Payload", "code.$": "$.StatusCode"}
+        state.pop("OutputPath", None)
+    if rng.random() < 0.4:
+        state["Retry"] = [
+            {
+                "ErrorEquals": [rng.choice(["States.ALL", "DeliberateError", "Other"])],
+                "IntervalSeconds": 1,
+                "MaxAttempts": rng.randint(0, 2),
+                "BackoffRate": 2.0,
+            }
+        ]
+    return state
+
+
+def wait_state(rng: random.Random) -> dict[str, Any]:
+    if rng.random() < 0.5:
+        return {"Type": "Wait", "Seconds": rng.randint(0, 3)}
+    return {"Type": "Wait", "SecondsPath": rng.choice(["$.n", "$.x", "$.name", "$.missing"])}
+
+
+def map_state(rng: random.Random) -> dict[str, Any]:
+    state: dict[str, Any] = {
+        "Type": "Map",
+        "ItemsPath": "$.items",
+        "ItemProcessor": {
+            "ProcessorConfig": {"Mode": "INLINE"},
+            "StartAt": "Inner",
+            "States": {"Inner": {**pass_state(rng), "End": True}},
+        },
+        "ResultPath": rng.choice(["$.mapped", "$"]),
+    }
+    if rng.random() < 0.5:
+        state["ItemSelector"] = {"item.$": "$$.Map.Item.Value", "index.$": "$$.Map.Item.Index"}
+    if rng.random() < 0.3:
+        state["MaxConcurrency"] = rng.randint(0, 2)
+    return state
+
+
+def parallel_state(rng: random.Random) -> dict[str, Any]:
+    branches = [
+        {"StartAt": "B", "States": {"B": {**pass_state(rng), "End": True}}}
+        for _ in range(rng.randint(1, 2))
+    ]
+    return {"Type": "Parallel", "Branches": branches, "ResultPath": rng.choice(["$.par", "$"])}
+
+
+MAKERS: list[Callable[[random.Random], dict[str, Any]]] = [
+    pass_state,
+    pass_state,
+    task_state,
+    task_state,
+    wait_state,
+    map_state,
+    parallel_state,
+]
+
+
+def random_case(rng: random.Random) -> tuple[dict[str, Any], dict[str, Any]]:
+    """One valid definition (a chain with branches to later states) and its input."""
+    count = rng.randint(1, 5)
+    names = [f"S{i}" for i in range(count)]
+    states: dict[str, Any] = {}
+    for index, name in enumerate(names):
+        last = index == count - 1
+        if not last and rng.random() < 0.2:
+            later = names[index + 1 :]
+            states[name] = {
+                "Type": "Choice",
+                "Choices": [{**random_condition(rng), "Next": rng.choice(later)}],
+                "Default": rng.choice([*later, "Failed"]),
+            }
+            continue
+        state = rng.choice(MAKERS)(rng)
+        if last:
+            state["End"] = True
+        else:
+            state["Next"] = names[index + 1]
+        if state["Type"] in ("Task", "Map", "Parallel") and rng.random() < 0.4:
+            state["Catch"] = [
+                {
+                    "ErrorEquals": ["States.ALL"],
+                    "ResultPath": rng.choice(["$.error", "$"]),
+                    "Next": rng.choice(["Done", "Failed"]),
+                }
+            ]
+        states[name] = state
+    states["Done"] = {"Type": "Succeed"}
+    states["Failed"] = {"Type": "Fail", "Error": "Generated", "Cause": "a generated Fail state"}
+    return without_unreachable({"StartAt": names[0], "States": states}), random_input(rng)
+
+
+def targets(state: dict[str, Any]) -> list[str]:
+    rules = [*state.get("Catch", []), *state.get("Choices", [])]
+    named = [state.get("Next"), state.get("Default"), *(rule.get("Next") for rule in rules)]
+    return [name for name in named if name]
+
+
+def without_unreachable(definition: dict[str, Any]) -> dict[str, Any]:
+    """AWS refuses a definition with a state nothing reaches: drop such states."""
+    states = definition["States"]
+    seen, todo = set(), [definition["StartAt"]]
+    while todo:
+        name = todo.pop()
+        if name in seen or name not in states:
+            continue
+        seen.add(name)
+        todo.extend(targets(states[name]))
+    kept = {name: state for name, state in states.items() if name in seen}
+    return {**definition, "States": kept}
+
+
+# --- the two sides -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: str
+    error: str | None
+    output: Any
+    event_types: tuple[str, ...]
+
+
+def resources() -> Resources:
+    registry = Resources()
+    for name, function in FUNCTIONS.items():
+        registry = registry.register_lambda(name, function)
+    return registry
+
+
+def run_ours(definition: dict[str, Any], input: Any) -> Outcome:
+    execution = execute(load(definition), input, resources(), clock=FakeClock())
+    return Outcome(
+        execution.status, execution.error, execution.output, tuple(execution.event_types)
+    )
+
+
+class MotoInterpreter:
+    """moto's interpreter in process: its backend called directly, executions run on the
+    calling thread, Lambda answered by :data:`FUNCTIONS`, waits and retry sleeps skipped."""
+
+    def __init__(self) -> None:
+        try:
+            from moto.stepfunctions.parser.models import stepfunctions_parser_backends
+        except ImportError:
+            raise MotoMissingError(
+                "the differential run needs moto: pip install 'moto[stepfunctions]'"
+            ) from None
+        # moto logs every failed state at ERROR level; failures are what the fuzzer makes.
+        logging.getLogger("moto.stepfunctions").setLevel(logging.CRITICAL)
+        self.backend = stepfunctions_parser_backends[ACCOUNT][REGION]
+        self._names = (f"d{n}" for n in range(10**12))
+
+    @contextmanager
+    def patched(self) -> Iterator[MotoInterpreter]:
+        from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
+        from moto.stepfunctions.parser.asl.component.state.exec.state_task import (
+            lambda_eval_utils,
+        )
+        from moto.stepfunctions.parser.asl.component.state.wait.wait_function import (
+            wait_function,
+        )
+        from moto.stepfunctions.parser.backend import execution_worker
+
+        def invoke(parameters: dict, region: str, state_credentials: Any) -> dict[str, Any]:
+            function = FUNCTIONS[function_name(str(parameters["FunctionName"]))]
+            payload = json.loads(parameters.get("Payload") or "null")
+            try:
+                return {"StatusCode": 200, "Payload": function(payload, None)}
+            except Exception as exc:  # an unhandled Lambda error, as AWS reports it
+                body = {"errorMessage": str(exc), "errorType": type(exc).__name__}
+                return {"StatusCode": 200, "FunctionError": "Unhandled", "Payload": body}
+
+        class NoSleep:
+            time = staticmethod(time.time)
+
+            @staticmethod
+            def sleep(seconds: float) -> None:
+                return None
+
+        patches: list[tuple[Any, str, Any]] = [
+            (lambda_eval_utils, "_invoke_lambda_function", invoke),
+            # as moto's own synchronous executions run: on the calling thread
+            (execution_worker.ExecutionWorker, "start", lambda worker: worker._execution_logic()),
+            (wait_function.WaitFunction, "_wait_interval", lambda self, env, seconds: None),
+            (retrier_decl, "time", NoSleep),
+        ]
+        saved = [(owner, name, getattr(owner, name)) for owner, name, _ in patches]
+        for owner, name, value in patches:
+            setattr(owner, name, value)
+        try:
+            yield self
+        finally:
+            for owner, name, value in saved:
+                setattr(owner, name, value)
+
+    def run(self, definition: dict[str, Any], input: Any) -> Outcome:
+        name = next(self._names)
+        machine = self.backend.create_state_machine(
+            name=name, definition=json.dumps(definition), roleArn=ROLE_ARN
+        )
+        try:
+            execution = self.backend.start_execution(
+                machine.arn, name=name, execution_input=json.dumps(input)
+            )
+            worker: Any = execution.exec_worker
+            events = worker.env.event_manager.get_event_history()
+            status = getattr(execution.exec_status, "value", str(execution.exec_status))
+            output = execution.output
+            if isinstance(output, str):
+                output = json.loads(output)
+            return Outcome(
+                str(status),
+                execution.error,
+                output if status == "SUCCEEDED" else None,
+                tuple(str(getattr(event["type"], "value", event["type"])) for event in events),
+            )
+        finally:
+            self.backend.delete_state_machine(machine.arn)
+
+
+# --- comparing, classifying, shrinking -----------------------------------------------------
+
+
+def state_types(definition: dict[str, Any]) -> str:
+    return "+".join(sorted({state["Type"] for state in definition["States"].values()}))
+
+
+# What the Lambda service adds around a payload (request ids, headers): AWS's own response
+# metadata, which moto's stand-in does not invent; compared without it.
+LAMBDA_METADATA = ("ExecutedVersion", "SdkHttpMetadata", "SdkResponseMetadata")
+
+
+def without_lambda_metadata(value: Any) -> Any:
+    """``value`` without the Lambda service's metadata: no response metadata, and an
+    unhandled error's cause reduced to its type and message (AWS adds a request id and a
+    stack trace, which moto's stand-in cannot know)."""
+    if isinstance(value, dict) and isinstance(value.get("Cause"), str):
+        try:
+            cause = json.loads(value["Cause"])
+        except ValueError:
+            cause = None
+        if isinstance(cause, dict) and "errorType" in cause:
+            brief = {key: cause.get(key) for key in ("errorMessage", "errorType")}
+            value = {**value, "Cause": json.dumps(brief, separators=(",", ":"))}
+    if isinstance(value, dict):
+        return {
+            key: without_lambda_metadata(item)
+            for key, item in value.items()
+            if key not in LAMBDA_METADATA
+        }
+    if isinstance(value, list):
+        return [without_lambda_metadata(item) for item in value]
+    return value
+
+
+def difference(ours: Outcome, moto: Outcome, definition: dict[str, Any]) -> str | None:
+    """The signature of the disagreement, or None when both sides agree."""
+    if ours.status != moto.status:
+        return f"status {ours.status}/{moto.status} [{state_types(definition)}]"
+    if ours.error != moto.error:
+        return f"error {ours.error}/{moto.error} [{state_types(definition)}]"
+    ours_output, moto_output = (
+        without_lambda_metadata(ours.output),
+        without_lambda_metadata(moto.output),
+    )
+    if ours.status == "SUCCEEDED" and ours_output != moto_output:
+        return f"output [{state_types(definition)}]"
+    if ours.event_types != moto.event_types:
+        ours_only = sorted(set(ours.event_types) - set(moto.event_types))
+        moto_only = sorted(set(moto.event_types) - set(ours.event_types))
+        return f"event types +{','.join(ours_only)} -{','.join(moto_only)}"
+    return None
+
+
+def signature_of(
+    moto: MotoInterpreter, definition: dict[str, Any], input: Any
+) -> tuple[str | None, Outcome | None, Outcome | None]:
+    try:
+        ours = run_ours(definition, input)
+    except (SconesError, DefinitionError) as exc:  # a definition ours refuses, moto may run
+        return f"ours refused: {type(exc).__name__}", None, None
+    try:
+        theirs = moto.run(definition, input)
+    except Exception as exc:  # moto refusing the definition, or crashing on it
+        return f"moto refused: {type(exc).__name__}", ours, None
+    return difference(ours, theirs, definition), ours, theirs
+
+
+def shrink_candidates(definition: dict[str, Any], input: Any) -> Iterator[tuple[dict, Any]]:
+    """Smaller variants: a state dropped (its predecessors skip it), a field dropped, an
+    input key dropped."""
+    states = definition["States"]
+    for name, state in states.items():
+        if name == definition["StartAt"] or state["Type"] == "Choice":
+            continue
+        target = state.get("Next")
+        smaller = copy.deepcopy(definition)
+        del smaller["States"][name]
+        for other in smaller["States"].values():
+            if other.get("Next") == name:
+                if target is None:
+                    other.pop("Next")
+                    other["End"] = True
+                else:
+                    other["Next"] = target
+            for rule in [*other.get("Catch", []), *other.get("Choices", [])]:
+                if rule.get("Next") == name:
+                    rule["Next"] = target or "Done"
+            if other.get("Default") == name:
+                other["Default"] = target or "Done"
+        smaller["States"].setdefault("Done", {"Type": "Succeed"})
+        yield without_unreachable(smaller), input
+    for name, state in states.items():
+        for key in list(state):
+            if key in ("Type", "Next", "End", "Resource", "Parameters", "Choices", "Default"):
+                continue
+            if key in ("ItemProcessor", "Branches"):
+                continue
+            smaller = copy.deepcopy(definition)
+            del smaller["States"][name][key]
+            yield smaller, input
+    if isinstance(input, dict):
+        for key in list(input):
+            yield definition, {k: v for k, v in input.items() if k != key}
+
+
+def shrink(
+    moto: MotoInterpreter, definition: dict[str, Any], input: Any, signature: str
+) -> tuple[dict[str, Any], Any]:
+    """The smallest variant (greedy, to a fixed point) that shows the same signature."""
+    improved = True
+    while improved:
+        improved = False
+        for candidate, candidate_input in shrink_candidates(definition, input):
+            try:
+                load(candidate)
+            except (SconesError, DefinitionError):
+                continue
+            if signature_of(moto, candidate, candidate_input)[0] == signature:
+                definition, input, improved = candidate, candidate_input, True
+                break
+    return definition, input
+
+
+# --- the run -------------------------------------------------------------------------------
+
+
+@dataclass
+class Report:
+    seed: int
+    executions: int = 0
+    seconds: float = 0.0
+    classes: Counter[str] = field(default_factory=Counter)
+    minimal: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def unexplained(self) -> dict[str, int]:
+        return {sig: n for sig, n in self.classes.items() if sig not in TRIAGE}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "seed": self.seed,
+            "executions": self.executions,
+            "seconds": round(self.seconds, 1),
+            "disagreements": sum(self.classes.values()),
+            "classes": [
+                {
+                    "signature": sig,
+                    "count": n,
+                    "triage": TRIAGE.get(sig, ("unexplained", ""))[0],
+                    "reason": TRIAGE.get(sig, ("", ""))[1],
+                    "minimal": self.minimal.get(sig),
+                }
+                for sig, n in self.classes.most_common()
+            ],
+            "unexplained": sum(self.unexplained.values()),
+        }
+
+
+def run(seed: int, count: int, *, shrink_cases: bool = True) -> Report:
+    rng = random.Random(seed)
+    report = Report(seed)
+    started = time.perf_counter()
+    with MotoInterpreter().patched() as moto:
+        for _ in range(count):
+            definition, input = random_case(rng)
+            signature, _, _ = signature_of(moto, definition, input)
+            report.executions += 1
+            if signature is None:
+                continue
+            report.classes[signature] += 1
+            if signature not in report.minimal:
+                if shrink_cases:
+                    definition, input = shrink(moto, definition, input, signature)
+                report.minimal[signature] = {"definition": definition, "input": input}
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seed", type=int, default=0, help="the generator's seed")
+    parser.add_argument("--count", type=int, default=1000, help="cases to generate and run")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--out", type=Path, help="write each class's minimal case here")
+    parser.add_argument("--no-shrink", action="store_true", help="keep the first case as is")
+    args = parser.parse_args(argv)
+    if args.count < 1:
+        parser.error(f"--count must be at least 1, got {args.count}")
+    try:
+        report = run(args.seed, args.count, shrink_cases=not args.no_shrink)
+    except MotoMissingError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    summary = report.to_dict()
+    if args.out:
+        args.out.mkdir(parents=True, exist_ok=True)
+        for index, entry in enumerate(summary["classes"]):
+            (args.out / f"class-{index:02d}.json").write_text(json.dumps(entry, indent=2))
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        print(
+            f"{summary['executions']} executions (seed {args.seed}) in {summary['seconds']} s: "
+            f"{summary['disagreements']} disagreements in {len(summary['classes'])} classes, "
+            f"{summary['unexplained']} unexplained"
+        )
+        for entry in summary["classes"]:
+            print(f"  {entry['count']:6d}  {entry['triage']:12s} {entry['signature']}")
+    return 1 if report.unexplained else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
