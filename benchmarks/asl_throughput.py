@@ -131,71 +131,28 @@ HANDLERS = {
 }
 
 
-def _function_name(arn: str) -> str:
-    # arn:aws:lambda:REGION:ACCOUNT:function:NAME[:QUALIFIER]
-    parts = arn.split(":")
-    return parts[6] if len(parts) > 6 else arn
-
-
 def bench_moto(seconds: float, max_executions: int = 100_000) -> dict[str, Any] | None:
     """moto's interpreter (LocalStack's, in moto.stepfunctions.parser) driven in process, as
-    the conformance baseline was produced: its backend is called directly (no HTTP, no
-    boto3 round trip per execution, no polling), each execution runs to its end on this
-    thread, and the Lambda tasks are answered by the same Python handlers our side calls."""
+    the conformance baseline was produced, by the differential fuzzer's driver: its backend
+    called directly (no HTTP, no polling), each execution run to its end on this thread, the
+    Lambda tasks answered by the same Python handlers our side calls."""
+    from scones.asl.differential import MotoInterpreter, MotoMissingError
+
     try:
-        from moto.stepfunctions.parser.asl.component.state.exec.state_task import (
-            lambda_eval_utils,
-        )
-        from moto.stepfunctions.parser.backend import execution_worker
-        from moto.stepfunctions.parser.models import stepfunctions_parser_backends
-    except ImportError:
+        moto = MotoInterpreter(HANDLERS)
+    except MotoMissingError:
         return None
-
-    def invoke(parameters: dict, region: str, state_credentials: Any) -> dict[str, Any]:
-        handler = HANDLERS[_function_name(parameters["FunctionName"])]
-        payload = json.loads(parameters.get("Payload") or "{}")
-        try:
-            return {"StatusCode": 200, "Payload": handler(payload, None)}
-        except Exception as exc:  # a Lambda error, as AWS reports an unhandled one
-            body = {"errorMessage": str(exc), "errorType": type(exc).__name__}
-            return {"StatusCode": 200, "FunctionError": "Unhandled", "Payload": body}
-
-    def run_here(worker: Any) -> None:  # what moto's own synchronous executions do
-        worker._execution_logic()
-
-    saved = (lambda_eval_utils._invoke_lambda_function, execution_worker.ExecutionWorker.start)
-    lambda_eval_utils._invoke_lambda_function = invoke  # type: ignore[assignment]
-    execution_worker.ExecutionWorker.start = run_here  # type: ignore[method-assign]
-    try:
-        backend = stepfunctions_parser_backends["123456789012"]["us-east-1"]
-        machine = backend.create_state_machine(
-            name=f"bench-{time.monotonic_ns()}",
-            definition=json.dumps(DEFINITION),
-            roleArn="arn:aws:iam::123456789012:role/sfn-bench",
-        )
-        text = json.dumps(INPUT)
-        counter = iter(range(10**9))
-
-        def one() -> tuple[str, int]:
-            execution = backend.start_execution(
-                machine.arn, name=f"e{next(counter)}", execution_input=text
-            )
-            events = execution.exec_worker.env.event_manager.get_event_history()
-            machine.executions.clear()  # keep memory flat over many executions
-            return getattr(execution.exec_status, "value", str(execution.exec_status)), len(events)
-
-        status, events = one()
+    with moto.patched():
+        status, events = _moto_once(moto)
         n = 0
         cpu0 = time.process_time()
         start = time.perf_counter()
         deadline = start + seconds
         while time.perf_counter() < deadline and n < max_executions:
-            one()
+            _moto_once(moto)
             n += 1
         wall = time.perf_counter() - start
         cpu = time.process_time() - cpu0
-    finally:
-        lambda_eval_utils._invoke_lambda_function, execution_worker.ExecutionWorker.start = saved
     return {
         "executions": n,
         "wall_s": round(wall, 3),
@@ -205,6 +162,11 @@ def bench_moto(seconds: float, max_executions: int = 100_000) -> dict[str, Any] 
         "status": status,
         "events_per_execution": events,
     }
+
+
+def _moto_once(moto: Any) -> tuple[str, int]:
+    outcome = moto.run(DEFINITION, INPUT)
+    return outcome.status, len(outcome.event_types)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -311,7 +311,8 @@ class MotoInterpreter:
     """moto's interpreter in process: its backend called directly, executions run on the
     calling thread, Lambda answered by :data:`FUNCTIONS`, waits and retry sleeps skipped."""
 
-    def __init__(self) -> None:
+    def __init__(self, functions: dict[str, Callable[[Any, Any], Any]] | None = None) -> None:
+        self.functions = FUNCTIONS if functions is None else functions
         try:
             from moto.stepfunctions.parser.models import stepfunctions_parser_backends
         except ImportError:
@@ -322,6 +323,8 @@ class MotoInterpreter:
         logging.getLogger("moto.stepfunctions").setLevel(logging.CRITICAL)
         self.backend = stepfunctions_parser_backends[ACCOUNT][REGION]
         self._names = (f"d{n}" for n in range(10**12))
+        self._machine: Any = None
+        self._machine_text = ""
 
     @contextmanager
     def patched(self) -> Iterator[MotoInterpreter]:
@@ -335,7 +338,7 @@ class MotoInterpreter:
         from moto.stepfunctions.parser.backend import execution_worker
 
         def invoke(parameters: dict, region: str, state_credentials: Any) -> dict[str, Any]:
-            function = FUNCTIONS[function_name(str(parameters["FunctionName"]))]
+            function = self.functions[function_name(str(parameters["FunctionName"]))]
             payload = json.loads(parameters.get("Payload") or "null")
             try:
                 return {"StatusCode": 200, "Payload": function(payload, None)}
@@ -366,29 +369,38 @@ class MotoInterpreter:
             for owner, name, value in saved:
                 setattr(owner, name, value)
 
-    def run(self, definition: dict[str, Any], input: Any) -> Outcome:
-        name = next(self._names)
-        machine = self.backend.create_state_machine(
-            name=name, definition=json.dumps(definition), roleArn=ROLE_ARN
+    def machine_for(self, definition: dict[str, Any]) -> Any:
+        """moto's state machine for ``definition``: created once while the same definition
+        runs again (a throughput run), replaced when it changes (a fuzzing run)."""
+        text = json.dumps(definition, sort_keys=True)
+        if self._machine is not None and self._machine_text == text:
+            return self._machine
+        if self._machine is not None:
+            self.backend.delete_state_machine(self._machine.arn)
+        self._machine = self.backend.create_state_machine(
+            name=next(self._names), definition=text, roleArn=ROLE_ARN
         )
-        try:
-            execution = self.backend.start_execution(
-                machine.arn, name=name, execution_input=json.dumps(input)
-            )
-            worker: Any = execution.exec_worker
-            events = worker.env.event_manager.get_event_history()
-            status = getattr(execution.exec_status, "value", str(execution.exec_status))
-            output = execution.output
-            if isinstance(output, str):
-                output = json.loads(output)
-            return Outcome(
-                str(status),
-                execution.error,
-                output if status == "SUCCEEDED" else None,
-                tuple(str(getattr(event["type"], "value", event["type"])) for event in events),
-            )
-        finally:
-            self.backend.delete_state_machine(machine.arn)
+        self._machine_text = text
+        return self._machine
+
+    def run(self, definition: dict[str, Any], input: Any) -> Outcome:
+        machine = self.machine_for(definition)
+        execution = self.backend.start_execution(
+            machine.arn, name=next(self._names), execution_input=json.dumps(input)
+        )
+        machine.executions.clear()  # memory stays flat over many executions
+        worker: Any = execution.exec_worker
+        events = worker.env.event_manager.get_event_history()
+        status = getattr(execution.exec_status, "value", str(execution.exec_status))
+        output = execution.output
+        if isinstance(output, str):
+            output = json.loads(output)
+        return Outcome(
+            str(status),
+            execution.error,
+            output if status == "SUCCEEDED" else None,
+            tuple(str(getattr(event["type"], "value", event["type"])) for event in events),
+        )
 
 
 # --- comparing, classifying, shrinking -----------------------------------------------------
