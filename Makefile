@@ -31,6 +31,7 @@ test: $(STAMP) browser graphviz
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: $(STAMP)
+	sh scripts/ensure-wrk.sh
 	$(BIN)/python benchmarks/run_all.py
 
 lint: $(STAMP)

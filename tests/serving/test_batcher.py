@@ -140,3 +140,37 @@ def test_close_finishes_queued_work_at_once_and_refuses_new():
 def test_invalid_settings_are_refused(size, delay):
     with pytest.raises(ValueError, match="max_batch"):
         MicroBatcher(doubling([]), max_batch_size=size, max_batch_delay_s=delay)
+
+
+def test_a_lone_request_goes_at_once_when_no_other_is_on_its_way():
+    calls: list[int] = []
+    clock = HandClock()  # never advanced: only "nobody is coming" can release the batch
+    batcher = MicroBatcher(
+        doubling(calls), max_batch_size=64, max_batch_delay_s=1000.0, clock=clock,
+        arriving=lambda: 0,
+    )  # fmt: skip
+    assert batcher.submit(one()).result(HANG_S).tolist() == [2.0, 2.0]
+    assert calls == [1]
+    batcher.close()
+
+
+def test_it_waits_for_requests_on_their_way_and_goes_when_the_last_arrives_or_gives_up():
+    calls: list[int] = []
+    clock = HandClock()  # never advanced
+    on_the_way = [2]
+    batcher = MicroBatcher(
+        doubling(calls), max_batch_size=64, max_batch_delay_s=1000.0, clock=clock,
+        arriving=lambda: on_the_way[0],
+    )  # fmt: skip
+    first = batcher.submit(one(1.0))
+    clock.wait_for_waits(1)  # two more are being decoded: worth waiting for
+    on_the_way[0] = 1
+    second = batcher.submit(one(2.0))
+    clock.wait_for_waits(2)  # one is still coming
+    assert calls == [] and not first.done()
+    on_the_way[0] = 0  # the last one failed to decode: it will never be submitted
+    batcher.wake()
+    assert first.result(HANG_S).tolist() == [2.0, 2.0]
+    assert second.result(HANG_S).tolist() == [4.0, 4.0]
+    assert calls == [2]
+    batcher.close()

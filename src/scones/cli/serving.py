@@ -34,7 +34,7 @@ def serve(
     variant: Annotated[str, typer.Option(help="Production variant name.")] = "AllTraffic",
     max_batch_size: Annotated[
         int, typer.Option(help="Most images per ONNX Runtime call (micro-batching).")
-    ] = 32,
+    ] = 8,  # scones.serving.config.DEFAULT_MAX_BATCH_SIZE (not imported: --help stays fast)
     max_batch_delay_ms: Annotated[
         float,
         typer.Option(help="Longest a request waits for others to batch with, milliseconds."),
@@ -42,7 +42,7 @@ def serve(
     intra_op_threads: Annotated[
         int,
         typer.Option(
-            help="ONNX Runtime threads per inference call (0: auto, one per CPU but one)."
+            help="ONNX Runtime threads per inference call (0: auto, one per available CPU)."
         ),
     ] = 0,
     capture_uri: Annotated[

@@ -98,10 +98,10 @@ def available_cpus() -> int:
 
 
 def resolve_intra_op_threads(requested: int) -> int:
-    """0 (auto): one ONNX Runtime thread per available CPU but one, which is left to the event
-    loop and decoding (on 2 cores, one thread: measured 2x less CPU per image than two, whose
-    pool spins against the HTTP side; see docs/benchmarks.md)."""
-    return requested if requested > 0 else max(1, available_cpus() - 1)
+    """0 (auto): one ONNX Runtime thread per available CPU. On 2 cores two threads served
+    1.2x (from-scratch model) to 1.5x (transfer model) the requests/s of one at concurrency 32,
+    the event loop's share notwithstanding (benchmarks/serve_peers.py, docs/benchmarks.md)."""
+    return requested if requested > 0 else available_cpus()
 
 
 class EndpointState:
@@ -118,6 +118,8 @@ class EndpointState:
         self.capture: CaptureWriter | None = None
         self.load_error: str | None = None
         self.in_flight = 0
+        # Requests read or decoded now, not yet handed to the batcher: the company it waits for.
+        self.arriving = 0
         self.decoder = ThreadPoolExecutor(DECODE_THREADS, thread_name_prefix="scones-decode")
         self._ready = threading.Event()
         self._loader: threading.Thread | None = None
@@ -172,6 +174,7 @@ class EndpointState:
             max_batch_delay_s=self.config.max_batch_delay_ms / 1000.0,
             on_batch=self.metrics.observe_batch,
             clock=self._batch_clock,
+            arriving=lambda: self.arriving,
         )
         self._ready.set()
         self.metrics.set_loaded(True)
@@ -385,6 +388,8 @@ async def handle_invocation(state: EndpointState, request: Request) -> Response:
             **{"Retry-After": "1"},
         )
     state.in_flight += 1
+    state.arriving += 1
+    submitted = False
     try:
         try:
             content_type, custom, inference_id = _check_request_headers(
@@ -414,6 +419,8 @@ async def handle_invocation(state: EndpointState, request: Request) -> Response:
                 array = await loop.run_in_executor(state.decoder, preprocess_bytes, body, prep)
         except ImageDecodeError as exc:
             raise RequestProblem(_DECODE_STATUS.get(exc.code, 400), exc.code, str(exc)) from None
+        state.arriving -= 1
+        submitted = True
         try:
             probabilities = await asyncio.wrap_future(batcher.submit(array))
         except BatcherClosedError as exc:
@@ -439,6 +446,10 @@ async def handle_invocation(state: EndpointState, request: Request) -> Response:
         return error_response(400, "client_disconnected", "the client went away mid-request")
     finally:
         state.in_flight -= 1
+        if not submitted:
+            state.arriving -= 1
+            if state.batcher is not None:
+                state.batcher.wake()  # it may be waiting for this request
 
 
 class InvocationsFastPath:

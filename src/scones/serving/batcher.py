@@ -2,8 +2,11 @@
 
 One dedicated worker thread owns the model. It blocks until a request arrives, then keeps
 collecting until it has ``max_batch_size`` inputs or ``max_batch_delay`` has passed since
-that FIRST request arrived, so no request waits longer than the delay for company. Inference
-runs on that thread, never on the event loop; ONNX Runtime releases the GIL while it computes.
+that FIRST request arrived, so no request waits longer than the delay for company. It waits
+only for company that is coming: when the server says no other request is on its way (being
+read or decoded), the batch goes at once, so a lone request never pays the delay (at
+concurrency 1 that was 2 ms of a 4 ms answer). Inference runs on that thread, never on the
+event loop; ONNX Runtime releases the GIL while it computes.
 """
 
 from __future__ import annotations
@@ -23,6 +26,9 @@ logger = logging.getLogger(__name__)
 
 PredictFn = Callable[[np.ndarray], np.ndarray]
 BatchObserver = Callable[[int], None]
+# How many requests are on their way to submit() (read or decoded now): company worth waiting
+# for. Called on the worker thread; a slightly stale answer only costs a wait within the delay.
+ArrivingCount = Callable[[], int]
 
 
 class BatcherClosedError(RuntimeError):
@@ -71,6 +77,7 @@ class MicroBatcher:
         on_batch: BatchObserver | None = None,
         name: str = "scones-batcher",
         clock: BatchClock | None = None,
+        arriving: ArrivingCount | None = None,
     ) -> None:
         if max_batch_size < 1:
             raise ValueError(f"max_batch_size must be >= 1, got {max_batch_size}")
@@ -81,11 +88,17 @@ class MicroBatcher:
         self.max_batch_delay_s = max_batch_delay_s
         self._on_batch = on_batch
         self._clock: BatchClock = clock or MonotonicClock()
+        self._arriving = arriving
         self._pending: deque[_Pending] = deque()
         self._changed = threading.Condition()  # guards _pending and _closed
         self._closed = False
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
+
+    def wake(self) -> None:
+        """Re-check for company now (a request that was on its way will not come)."""
+        with self._changed:
+            self._changed.notify()
 
     def submit(self, array: np.ndarray) -> Future[np.ndarray]:
         future: Future[np.ndarray] = Future()
@@ -121,6 +134,8 @@ class MicroBatcher:
                 self._changed.wait()
             deadline = self._pending[0].enqueued_at + self.max_batch_delay_s
             while len(self._pending) < self.max_batch_size and not self._closed:
+                if self._arriving is not None and self._arriving() <= 0:
+                    break  # nobody else is coming: waiting would only add latency
                 remaining = deadline - self._clock.now()
                 if remaining <= 0:
                     break

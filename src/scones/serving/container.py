@@ -29,7 +29,7 @@ from pathlib import Path
 from scones.errors import SconesError, UsageError
 from scones.model.artifact import MODEL_JSON
 from scones.model.registry import extract_to_cache
-from scones.serving.config import ServeConfig, build_serve_config
+from scones.serving.config import DEFAULT_MAX_BATCH_SIZE, ServeConfig, build_serve_config
 from scones.serving.model_ref import ModelReferenceError
 from scones.serving.server import resolve_port
 
@@ -94,7 +94,7 @@ def plan_container(env: Mapping[str, str], *, cache_dir: Path | None = None) -> 
         model_dir=model_dir,
         endpoint_name=env.get("SCONES_ENDPOINT_NAME", "").strip() or "scones-endpoint",
         variant=env.get("SCONES_VARIANT", "").strip() or "AllTraffic",
-        max_batch_size=_int_env(env, "SCONES_MAX_BATCH_SIZE", 32),
+        max_batch_size=_int_env(env, "SCONES_MAX_BATCH_SIZE", DEFAULT_MAX_BATCH_SIZE),
         max_batch_delay_ms=_float_env(env, "SCONES_MAX_BATCH_DELAY_MS", 2.0),
         capture_uri=env.get("SCONES_CAPTURE_URI", "").strip() or None,
         capture_sampling=_float_env(env, "SCONES_CAPTURE_SAMPLING", 100.0),
