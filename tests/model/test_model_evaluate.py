@@ -135,6 +135,19 @@ def test_training_pixels_match_the_endpoint_preprocessing(
     np.testing.assert_array_equal(normalize_hwc_uint8(loaded.pixels, prep), served)
 
 
+@pytest.mark.parametrize("shape", [(32, 32, 3), (4, 128, 96, 3)])
+def test_byte_pixels_normalise_bit_for_bit_as_the_float_arithmetic(shape) -> None:
+    # The endpoint looks bytes up in per-channel tables; training and evaluation of float
+    # pixels use the arithmetic. Both must give the very same float32 inputs.
+    pixels = np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8)
+    for prep in (Preprocessing(), Preprocessing(mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))):
+        by_table = normalize_hwc_uint8(pixels, prep)
+        by_arithmetic = normalize_hwc_uint8(pixels.astype(np.float32), prep)
+        assert by_table.dtype == np.float32 and by_table.flags.c_contiguous
+        assert by_table.shape == (*shape[:-3], 3, *shape[-3:-1])
+        np.testing.assert_array_equal(by_table, by_arithmetic)
+
+
 def colour_layout(root: Path) -> Path:
     rows = [
         (0, solid_png(RED)),

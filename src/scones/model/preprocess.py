@@ -15,6 +15,7 @@ The contract (recorded in every artifact's ``model.json``):
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Literal
 
@@ -74,16 +75,39 @@ def resize_for(image: Image.Image, prep: Preprocessing) -> Image.Image:
 
 def image_to_array(image: Image.Image, prep: Preprocessing) -> np.ndarray:
     """An RGB image as a normalised float32 CHW array of the model's input size."""
-    pixels = np.asarray(resize_for(image, prep), dtype=np.float32)  # HWC, 0..255
+    pixels = np.asarray(resize_for(image, prep))  # HWC uint8
     return normalize_hwc_uint8(pixels, prep)
 
 
 def normalize_hwc_uint8(pixels: np.ndarray, prep: Preprocessing) -> np.ndarray:
     """HWC (or NHWC) 0..255 values -> normalised float32 CHW (or NCHW)."""
+    if pixels.dtype == np.uint8:
+        # A byte has 256 values: look each channel's up in a table of the same float32
+        # arithmetic (bit-identical) instead of four passes over every pixel. On the
+        # endpoint's event loop that was a tenth of its CPU at 128x128 (py-spy).
+        tables = _normalize_tables(prep.scale, prep.mean, prep.std)
+        planes = np.moveaxis(pixels, -1, 0)  # C first: one table per plane
+        out = np.empty((*pixels.shape[:-3], 3, *pixels.shape[-3:-1]), dtype=np.float32)
+        for channel in range(3):
+            np.take(tables[channel], planes[channel], out=out[..., channel, :, :])
+        return out
     mean = np.asarray(prep.mean, dtype=np.float32)
     std = np.asarray(prep.std, dtype=np.float32)
     scaled = (pixels.astype(np.float32) * np.float32(prep.scale) - mean) / std
     return np.ascontiguousarray(np.moveaxis(scaled, -1, -3))
+
+
+@functools.lru_cache(maxsize=8)
+def _normalize_tables(
+    scale: float, mean: tuple[float, float, float], std: tuple[float, float, float]
+) -> np.ndarray:
+    """(3, 256) float32: each channel's normalised value of every byte."""
+    values = np.arange(256, dtype=np.float32)[None, :]
+    means = np.asarray(mean, dtype=np.float32)[:, None]
+    stds = np.asarray(std, dtype=np.float32)[:, None]
+    tables = (values * np.float32(scale) - means) / stds
+    tables.setflags(write=False)
+    return tables
 
 
 def preprocess_bytes(data: bytes, prep: Preprocessing) -> np.ndarray:
