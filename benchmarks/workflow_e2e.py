@@ -188,7 +188,9 @@ class NullStore(contextlib.AbstractContextManager):
     """An execution store that keeps nothing: the runtime's cost without persistence, a
     floor no persistence scheme can go under (a diagnostic, not a way to run)."""
 
-    def start(self, state_machine: str, name: str, input: Any) -> tuple[Any, bool]:
+    def start(
+        self, state_machine: str, name: str, input: Any, *, generated_name: bool = False
+    ) -> tuple[Any, bool]:
         from scones.times import utc_now
         from scones.workflow.executions import ExecutionRecord, execution_id_for
 

@@ -83,3 +83,26 @@ def test_the_input_limit_counts_utf8_bytes_not_characters(tmp_path: Path) -> Non
         db.start("m", "fits", {"text": "€" * 80_000})  # 240,000 bytes
         with pytest.raises(InvalidExecutionInputError, match="byte limit"):
             db.start("m", "too-big", {"text": "€" * 90_000})  # 270,000 bytes
+
+
+def test_executions_with_generated_names_are_all_stored_whole(tmp_path: Path) -> None:
+    # Their inserts are not waited for: each must still be committed, before its finish.
+    with ExecutionStore(tmp_path / "s.db") as db:
+        with _runner(db, lambda e, c: e, concurrency=8) as runner:
+            records = runner.run_all([(None, {"n": n}) for n in range(40)])
+        assert {record.status for record in records} == {"SUCCEEDED"}
+        assert db.count_by_status() == {"SUCCEEDED": 40}
+        for record in records:
+            stored = db.get(record.execution_id)
+            assert (stored.input, stored.history) == (record.input, record.history)
+
+
+def test_a_failed_insert_of_a_generated_name_fails_the_execution_s_result(tmp_path: Path) -> None:
+    with ExecutionStore(tmp_path / "s.db") as db:
+        db._conn.execute(
+            "CREATE TRIGGER refuse BEFORE INSERT ON executions "
+            "BEGIN SELECT RAISE(ABORT, 'disk says no'); END"
+        )
+        with _runner(db, lambda e, c: e) as runner, pytest.raises(Exception, match="disk says no"):
+            runner.run_all([(None, {"n": 1})])
+        assert db.count_by_status() == {}

