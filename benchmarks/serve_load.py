@@ -253,7 +253,7 @@ def main() -> int:
     )
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per concurrency")
     parser.add_argument("--concurrency", type=int, nargs="*", default=list(CONCURRENCIES))
-    parser.add_argument("--max-batch-size", type=int, default=32)
+    parser.add_argument("--max-batch-size", type=int, default=4, help="as scones serve")
     parser.add_argument("--max-batch-delay-ms", type=float, default=2.0)
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument(

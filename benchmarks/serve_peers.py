@@ -394,7 +394,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3, help="runs per server (medians)")
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per concurrency")
     parser.add_argument("--concurrency", type=int, nargs="*", default=list(CONCURRENCIES))
-    parser.add_argument("--max-batch-size", type=int, default=32)
+    parser.add_argument("--max-batch-size", type=int, default=4, help="as scones serve")
     parser.add_argument("--max-batch-delay-ms", type=float, default=2.0)
     parser.add_argument(
         "--intra-op-threads", type=int, default=os.cpu_count() or 1,

@@ -151,3 +151,14 @@ def test_default_capture_location_follows_the_store(monkeypatch, tmp_path):
     monkeypatch.setenv("SCONES_STORE", str(tmp_path / "store"))
     get_settings.cache_clear()
     assert default_capture_uri(None, None, {}) == str(tmp_path / "store") + "/data_capture"
+
+
+def test_the_cli_and_the_container_default_to_the_configured_batch_size() -> None:
+    import inspect
+
+    from scones.cli.serving import serve
+    from scones.serving.config import DEFAULT_MAX_BATCH_SIZE, ServeConfig
+
+    cli_default = inspect.signature(serve).parameters["max_batch_size"].default
+    assert cli_default == DEFAULT_MAX_BATCH_SIZE
+    assert ServeConfig(model_dir=Path(".")).max_batch_size == DEFAULT_MAX_BATCH_SIZE

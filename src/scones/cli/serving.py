@@ -34,7 +34,7 @@ def serve(
     variant: Annotated[str, typer.Option(help="Production variant name.")] = "AllTraffic",
     max_batch_size: Annotated[
         int, typer.Option(help="Most images per ONNX Runtime call (micro-batching).")
-    ] = 8,  # scones.serving.config.DEFAULT_MAX_BATCH_SIZE (not imported: --help stays fast)
+    ] = 4,  # scones.serving.config.DEFAULT_MAX_BATCH_SIZE (not imported: --help stays fast)
     max_batch_delay_ms: Annotated[
         float,
         typer.Option(help="Longest a request waits for others to batch with, milliseconds."),

@@ -16,10 +16,10 @@ from scones.serving.capture import (
 
 # SageMaker real-time endpoints refuse payloads over 6 MB; so do we.
 MAX_BODY_BYTES = 6 * 1024 * 1024
-# Raw ONNX Runtime on 2 cores peaks at batches of 4-8 (the transfer model: 483 images/s at 4,
-# 479 at 8, 386 at 32; larger batches fall out of cache), and 8 served 1.1x the requests/s of
-# 32 at concurrency 32 (benchmarks/serve_peers.py, docs/benchmarks.md).
-DEFAULT_MAX_BATCH_SIZE = 8
+# Raw ONNX Runtime on 2 cores runs fastest at batches of 4 (the transfer model: 429 images/s,
+# 392 at 8, 344 at 32; larger batches fall out of cache), and 4 served the most requests/s at
+# concurrency 32 with the lowest p99 at 8 (benchmarks/serve_peers.py, docs/benchmarks.md).
+DEFAULT_MAX_BATCH_SIZE = 4
 DEFAULT_MAX_BATCH_DELAY_MS = 2.0
 # Requests in flight at once before new ones get 503 (backpressure instead of a huge queue).
 DEFAULT_MAX_CONCURRENCY = 1024
