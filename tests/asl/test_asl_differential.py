@@ -8,8 +8,10 @@ from scones.asl import load
 from scones.asl.differential import (
     MotoInterpreter,
     Outcome,
+    class_of,
     difference,
     random_case,
+    run,
     run_ours,
     shrink,
     without_unreachable,
@@ -37,9 +39,34 @@ def test_difference_names_the_first_dimension_that_differs() -> None:
     ok = Outcome("SUCCEEDED", None, {"a": 1}, ("ExecutionStarted", "ExecutionSucceeded"))
     assert difference(ok, ok, machine) is None
     other_output = Outcome("SUCCEEDED", None, {"a": 2}, ok.event_types)
-    assert difference(ok, other_output, machine) == "output [Pass]"
+    assert difference(ok, other_output, machine) == "output"
     failed = Outcome("FAILED", "X", None, ok.event_types)
-    assert difference(ok, failed, machine) == "status SUCCEEDED/FAILED [Pass]"
+    assert difference(ok, failed, machine) == "status SUCCEEDED/FAILED"
+    assert class_of("output", machine) == "output @ Pass"
+    reordered = Outcome("SUCCEEDED", None, {"a": 1}, ok.event_types[::-1])
+    assert difference(ok, reordered, machine) == "event order"
+
+
+def test_events_of_concurrent_iterations_compare_as_counts() -> None:
+    machine = {
+        "StartAt": "M",
+        "States": {"M": {"Type": "Map", "ItemProcessor": {}, "End": True}},
+    }
+    events = ("MapIterationStarted", "PassStateEntered", "MapIterationSucceeded")
+    ours = Outcome("SUCCEEDED", None, [], events * 2)
+    interleaved = Outcome("SUCCEEDED", None, [], (*events[:2], *events, events[2]))
+    assert difference(ours, interleaved, machine) is None
+    one_less = Outcome("SUCCEEDED", None, [], events)
+    assert difference(ours, one_less, machine) == (
+        "event counts +MapIterationStarted,MapIterationSucceeded,PassStateEntered -"
+    )
+
+
+def test_a_seeded_run_is_the_same_run_every_time() -> None:
+    first, second = run(3, 60), run(3, 60)
+    assert first.executions == second.executions == 60
+    assert first.classes == second.classes
+    assert first.minimal == second.minimal
 
 
 def test_both_sides_agree_on_a_pass_chain_and_shrinking_keeps_the_signature() -> None:

@@ -329,6 +329,12 @@ class MotoInterpreter:
     @contextmanager
     def patched(self) -> Iterator[MotoInterpreter]:
         from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
+        from moto.stepfunctions.parser.asl.component.state.exec.state_map.iteration import (
+            inline_iteration_component as inline_map,
+        )
+        from moto.stepfunctions.parser.asl.component.state.exec.state_parallel import (
+            branch_worker,
+        )
         from moto.stepfunctions.parser.asl.component.state.exec.state_task import (
             lambda_eval_utils,
         )
@@ -353,7 +359,22 @@ class MotoInterpreter:
             def sleep(seconds: float) -> None:
                 return None
 
+        def map_worker_inline(component: Any, env: Any, eval_input: Any, job_pool: Any) -> Any:
+            # The first worker takes every item in order; the others find the pool empty.
+            worker = component._create_worker(env=env, eval_input=eval_input, job_pool=job_pool)
+            worker.eval()
+            return worker
+
+        def branch_inline(worker: Any) -> None:
+            worker._program.eval(worker.env)
+            worker._branch_worker_comm.on_terminated(env=worker.env)
+
         patches: list[tuple[Any, str, Any]] = [
+            # Map iterations and Parallel branches one after another on the calling thread:
+            # moto's threads made the events (and which iterations a failure aborts) differ
+            # from run to run, so no seeded run could be repeated.
+            (inline_map.InlineIterationComponent, "_launch_worker", map_worker_inline),
+            (branch_worker.BranchWorker, "start", branch_inline),
             (lambda_eval_utils, "_invoke_lambda_function", invoke),
             # as moto's own synchronous executions run: on the calling thread
             (execution_worker.ExecutionWorker, "start", lambda worker: worker._execution_logic()),
@@ -438,23 +459,47 @@ def without_lambda_metadata(value: Any) -> Any:
     return value
 
 
+def concurrent(definition: dict[str, Any]) -> bool:
+    """Whether branches or iterations may run at once (their events interleave freely)."""
+    return any(state["Type"] in ("Map", "Parallel") for state in definition["States"].values())
+
+
 def difference(ours: Outcome, moto: Outcome, definition: dict[str, Any]) -> str | None:
-    """The signature of the disagreement, or None when both sides agree."""
+    """What differs (the dimension and the two values, no state types), or None.
+
+    Event types are compared in order, except where Map iterations or Parallel branches run
+    at once: AWS interleaves their events in any order, so there only the counts count.
+    """
     if ours.status != moto.status:
-        return f"status {ours.status}/{moto.status} [{state_types(definition)}]"
+        return f"status {ours.status}/{moto.status}"
     if ours.error != moto.error:
-        return f"error {ours.error}/{moto.error} [{state_types(definition)}]"
+        return f"error {ours.error}/{moto.error}"
     ours_output, moto_output = (
         without_lambda_metadata(ours.output),
         without_lambda_metadata(moto.output),
     )
     if ours.status == "SUCCEEDED" and ours_output != moto_output:
-        return f"output [{state_types(definition)}]"
+        return "output"
+    if concurrent(definition):
+        ours_count, moto_count = Counter(ours.event_types), Counter(moto.event_types)
+        if ours_count == moto_count:
+            return None
+        ours_only = sorted((ours_count - moto_count).elements())
+        moto_only = sorted((moto_count - ours_count).elements())
+        return f"event counts +{','.join(ours_only)} -{','.join(moto_only)}"
     if ours.event_types != moto.event_types:
         ours_only = sorted(set(ours.event_types) - set(moto.event_types))
         moto_only = sorted(set(moto.event_types) - set(ours.event_types))
+        if not ours_only and not moto_only:
+            return "event order"
         return f"event types +{','.join(ours_only)} -{','.join(moto_only)}"
     return None
+
+
+def class_of(difference: str, minimal: dict[str, Any]) -> str:
+    """A disagreement's class: what differs, and the state types of its minimal case (one
+    class per cause, not one per combination of the states around it)."""
+    return f"{difference} @ {state_types(minimal)}"
 
 
 def signature_of(
@@ -537,6 +582,9 @@ class Report:
     seconds: float = 0.0
     classes: Counter[str] = field(default_factory=Counter)
     minimal: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # (difference, state types of the generated case) -> its class, so a case like one
+    # already shrunk is not shrunk again.
+    known: dict[tuple[str, str], str] = field(default_factory=dict)
 
     @property
     def unexplained(self) -> dict[str, int]:
@@ -569,15 +617,18 @@ def run(seed: int, count: int, *, shrink_cases: bool = True) -> Report:
     with MotoInterpreter().patched() as moto:
         for _ in range(count):
             definition, input = random_case(rng)
-            signature, _, _ = signature_of(moto, definition, input)
+            found, _, _ = signature_of(moto, definition, input)
             report.executions += 1
-            if signature is None:
+            if found is None:
                 continue
-            report.classes[signature] += 1
-            if signature not in report.minimal:
+            key = (found, state_types(definition))
+            name = report.known.get(key)
+            if name is None:
                 if shrink_cases:
-                    definition, input = shrink(moto, definition, input, signature)
-                report.minimal[signature] = {"definition": definition, "input": input}
+                    definition, input = shrink(moto, definition, input, found)
+                name = report.known[key] = class_of(found, definition)
+                report.minimal.setdefault(name, {"definition": definition, "input": input})
+            report.classes[name] += 1
     report.seconds = time.perf_counter() - started
     return report
 

@@ -99,8 +99,8 @@ def available_cpus() -> int:
 
 def resolve_intra_op_threads(requested: int) -> int:
     """0 (auto): one ONNX Runtime thread per available CPU. On 2 cores two threads served
-    1.2x (from-scratch model) to 1.5x (transfer model) the requests/s of one at concurrency 32,
-    the event loop's share notwithstanding (benchmarks/serve_peers.py, docs/benchmarks.md)."""
+    1.5x the requests/s of one at concurrency 32 (from-scratch and transfer models alike), the
+    event loop's share notwithstanding (benchmarks/serve_peers.py, docs/benchmarks.md)."""
     return requested if requested > 0 else available_cpus()
 
 
