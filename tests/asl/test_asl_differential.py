@@ -6,10 +6,13 @@ import random
 
 from scones.asl import load
 from scones.asl.differential import (
+    CAUSES,
     MotoInterpreter,
     Outcome,
     class_of,
     difference,
+    explain,
+    function_arn,
     random_case,
     run,
     run_ours,
@@ -58,15 +61,95 @@ def test_events_of_concurrent_iterations_compare_as_counts() -> None:
     assert difference(ours, interleaved, machine) is None
     one_less = Outcome("SUCCEEDED", None, [], events)
     assert difference(ours, one_less, machine) == (
-        "event counts +MapIterationStarted,MapIterationSucceeded,PassStateEntered -"
+        "event counts +MapIterationSucceeded,PassStateEntered -"
     )
 
 
 def test_a_seeded_run_is_the_same_run_every_time() -> None:
     first, second = run(3, 60), run(3, 60)
     assert first.executions == second.executions == 60
-    assert first.classes == second.classes
+    assert first.classes == second.classes and first.causes == second.causes
     assert first.minimal == second.minimal
+
+
+def test_smoke_every_disagreement_of_a_short_seeded_run_has_a_triaged_cause() -> None:
+    # The seed is not the one the causes were found on (0): a new cause fails this test.
+    report = run(7, 150)
+    assert report.executions == 150
+    assert report.unexplained == 0, report.to_dict()["classes"]
+
+
+def _case(definition: dict, input: dict) -> tuple[Outcome, Outcome]:
+    with MotoInterpreter().patched() as moto:
+        return run_ours(definition, input), moto.run(definition, input)
+
+
+def test_the_choice_cause_recognises_a_rule_on_an_absent_variable() -> None:
+    machine = {
+        "StartAt": "C",
+        "States": {
+            "C": {
+                "Type": "Choice",
+                "Choices": [{"Variable": "$.name", "StringEquals": "x", "Next": "Done"}],
+                "Default": "Done",
+            },
+            "Done": {"Type": "Succeed"},
+        },
+    }
+    ours, moto = _case(machine, {})
+    assert (ours.status, ours.error) == ("FAILED", "States.Runtime")  # as AWS documents
+    assert moto.status == "SUCCEEDED"
+    cause = explain(machine, ours, moto)
+    assert cause is not None and cause.name == "choice-on-absent-variable"
+    assert cause.verdict == "moto wrong"
+
+
+def test_a_states_runtime_error_is_not_caught_and_that_is_moto_s_mistake() -> None:
+    done = {"Type": "Succeed"}
+    catch = [{"ErrorEquals": ["States.ALL"], "Next": "Done"}]
+    recorded_shape = {  # test_catch_states_runtime, recorded on AWS: both sides agree
+        "StartAt": "P",
+        "States": {
+            "P": {
+                "Type": "Task",
+                "Resource": "arn:aws:states:::lambda:invoke",
+                "Parameters": {"FunctionName": function_arn("echo"), "Payload.$": "$"},
+                "OutputPath": "$.no.such.result.path",
+                "Catch": catch,
+                "End": True,
+            },
+            "Done": done,
+        },
+    }
+    ours, moto = _case(recorded_shape, {})
+    assert (ours.status, ours.error) == ("FAILED", "States.Runtime")
+    assert difference(ours, moto, recorded_shape) is None
+    items_not_an_array = {
+        "StartAt": "M",
+        "States": {
+            "M": {
+                "Type": "Map",
+                "ItemProcessor": {"StartAt": "I", "States": {"I": {"Type": "Pass", "End": True}}},
+                "Catch": catch,
+                "End": True,
+            },
+            "Done": done,
+        },
+    }
+    ours, moto = _case(items_not_an_array, {})
+    assert (ours.status, ours.error, moto.status) == ("FAILED", "States.Runtime", "SUCCEEDED")
+    cause = explain(items_not_an_array, ours, moto)
+    assert cause is not None and cause.name == "map-field-runtime-error"
+    assert cause.verdict == "moto wrong"
+
+
+def test_an_agreement_has_no_cause_and_every_cause_names_what_settles_it() -> None:
+    machine = {"StartAt": "A", "States": {"A": {"Type": "Pass", "End": True}}}
+    ours, moto = _case(machine, {"n": 1})
+    assert difference(ours, moto, machine) is None
+    for cause in CAUSES:
+        assert cause.verdict in ("moto wrong", "unspecified")
+        assert len(cause.reason) > 80 and not cause.matches(machine, ours, moto)
 
 
 def test_both_sides_agree_on_a_pass_chain_and_shrinking_keeps_the_signature() -> None:

@@ -12,12 +12,13 @@ calling thread; the Lambda tasks of both sides are answered by the same Python f
 neither side sleeps (a FakeClock here, moto's waits patched out there). Everything is
 seeded: ``--seed S --count N`` is the same N cases on every machine.
 
-A disagreement is classified by a stable signature (which dimension differs, and the state
-types and error involved) and shrunk to a minimal definition and input that still shows the
-same signature (states dropped, fields dropped, input keys dropped, one at a time, as long
-as the signature persists). Classes that were triaged as moto's mistake or as unspecified
-(:data:`TRIAGE`, with the reason and the document that settles it; docs/asl-conformance.md)
-are counted as explained; any other class makes the run exit 1.
+A disagreement is classified by what differs (status, error, output, event types; in order,
+or as counts where branches run at once) and the state types of its minimal case: it is
+shrunk to a minimal definition and input that still show the same difference (states,
+fields and input keys dropped one at a time while it persists). Each disagreement is also
+matched against the triaged causes (:data:`CAUSES`: moto's mistakes and what the documents
+leave open, each with the recording or document that settles it; docs/asl-conformance.md);
+any disagreement no cause explains makes the run exit 1.
 
 moto is a development dependency (the ``dev`` and ``bench`` extras); it is imported only
 when the moto side runs.
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import itertools
 import json
 import logging
 import random
@@ -46,10 +48,151 @@ ACCOUNT = "123456789012"
 REGION = "us-east-1"
 ROLE_ARN = f"arn:aws:iam::{ACCOUNT}:role/differential"
 
-# Class signature -> (verdict, reason). Verdicts: "moto wrong" (AWS does what we do, per the
-# document named) or "unspecified" (the documents do not settle it). Never "ours wrong":
-# those are fixed, with the minimal case as a regression test.
-TRIAGE: dict[str, tuple[str, str]] = {}
+# Causes found and triaged: each a verdict, the reason with what settles it, and a test on
+# (definition, ours, moto) that recognises the cause in any case that shows it (a class name
+# says what differs, not why). Verdicts: "moto wrong" (AWS does what we do, per the recording
+# or document named) or "unspecified" (nothing settles it). Never "ours wrong": those are
+# fixed, with the minimal case as a regression test. docs/asl-conformance.md has the table.
+
+
+@dataclass(frozen=True)
+class Cause:
+    name: str
+    verdict: str
+    reason: str
+    matches: Callable[[dict[str, Any], Outcome, Outcome], bool]
+
+
+def _failed_at(outcome: Outcome, state_event: str) -> bool:
+    return outcome.event_types[-2:] == (state_event, "ExecutionFailed")
+
+
+def _choice_on_absent_variable(definition: dict, ours: Outcome, moto: Outcome) -> bool:
+    return (
+        ours.error == "States.Runtime"
+        and _failed_at(ours, "ChoiceStateEntered")
+        and moto.event_types.count("ChoiceStateExited")
+        > ours.event_types.count("ChoiceStateExited")
+    )
+
+
+def _runtime_error_in_map_field(definition: dict, ours: Outcome, moto: Outcome) -> bool:
+    return (
+        ours.error == "States.Runtime"
+        and _failed_at(ours, "MapStateEntered")
+        and moto.event_types.count("MapStateFailed") > ours.event_types.count("MapStateFailed")
+    )
+
+
+def _has_catch(definition: dict[str, Any]) -> bool:
+    return "Catch" in json.dumps(definition)
+
+
+def _runtime_error_caught(definition: dict, ours: Outcome, moto: Outcome) -> bool:
+    return (
+        ours.error == "States.Runtime" and moto.error != "States.Runtime" and _has_catch(definition)
+    )
+
+
+def _runtime_error_in_map_iteration(definition: dict, ours: Outcome, moto: Outcome) -> bool:
+    return (
+        ours.error == moto.error == "States.Runtime"
+        and "MapIterationFailed" in ours.event_types
+        and moto.event_types.count("MapStateFailed") > ours.event_types.count("MapStateFailed")
+    )
+
+
+def _result_path_not_applicable(definition: dict, ours: Outcome, moto: Outcome) -> bool:
+    return (
+        ours.error == "States.Runtime"
+        and "Unable to apply step" in (ours.cause or "")
+        and (moto.status == "SUCCEEDED" or "MapIterationFailed" not in moto.event_types)
+    )
+
+
+def _branch_scheduling(definition: dict, ours: Outcome, moto: Outcome) -> bool:
+    return (
+        concurrent(definition)
+        and ours.status == moto.status == "FAILED"
+        and ours.error == moto.error
+        and "MapStateFailed" not in moto.event_types
+    )
+
+
+CAUSES: tuple[Cause, ...] = (
+    Cause(
+        "choice-on-absent-variable",
+        "moto wrong",
+        "A Choice rule whose Variable is absent from the state's input (IsPresent aside): AWS "
+        "fails the execution with States.Runtime; moto treats the rule as not matching and "
+        "goes on. Settled by the Step Functions developer guide, Choice state: 'If the state "
+        "input doesn't contain the $.type field, the execution fails and an error is "
+        "displayed in the execution history.'",
+        _choice_on_absent_variable,
+    ),
+    Cause(
+        "map-field-runtime-error",
+        "moto wrong",
+        "A Map whose ItemsPath is absent, or whose items are not an array (JSONPath): AWS "
+        "fails with States.Runtime, goes from MapStateEntered straight to ExecutionFailed "
+        "(no MapStateFailed), and no Catch catches it. moto reports MapStateFailed, and for "
+        "a non-array a catchable States.QueryEvaluationError (the JSONata error name). "
+        "Settled by the recordings: the JSONPath Map failing on its MaxConcurrencyPath "
+        "(test_max_concurrency_path, two cases) has no MapStateFailed; every recorded "
+        "JSONPath run-time error is States.Runtime (23 cases); and test_catch_states_runtime "
+        "shows that even a Catch naming States.Runtime does not catch it.",
+        _runtime_error_in_map_field,
+    ),
+    Cause(
+        "catch-of-states-runtime",
+        "moto wrong",
+        "A States.Runtime error (an invalid path, an intrinsic on a missing value) in a state "
+        "with a Catch on States.ALL: AWS fails the execution, moto catches it and goes on. "
+        "Settled by the recording test_catch_states_runtime (a Catch naming States.Runtime "
+        "itself does not catch it) and the developer guide's error names: States.Runtime "
+        "errors are not retriable and always fail the execution; a retry or catch on "
+        "States.ALL does not catch them.",
+        _runtime_error_caught,
+    ),
+    Cause(
+        "map-iteration-runtime-error",
+        "unspecified",
+        "A States.Runtime error inside a Map iteration (an intrinsic on a missing path): "
+        "both fail the execution with States.Runtime; moto adds MapStateFailed after "
+        "MapIterationFailed, we do not. No recording has a run-time error inside an "
+        "iteration; the recordings of a Fail state inside one do have MapStateFailed (and we "
+        "emit it there), the recordings of a run-time error in a state's own fields do not. "
+        "We follow the latter; a recording would settle it.",
+        _runtime_error_in_map_iteration,
+    ),
+    Cause(
+        "result-path-not-applicable",
+        "moto wrong",
+        "A ResultPath that cannot be applied to the state's input (a field set inside a "
+        "number, or inside an array): we fail the state with States.Runtime ('Invalid path "
+        "... Unable to apply step', the recorded form of a path error); moto fails it on a "
+        "number outside a Map but lets it pass inside a Map iteration or on an array. The "
+        "ASL specification settles that the state fails ('States.ResultPathMatchFailure: A "
+        "state's ResultPath field cannot be applied to the input the state received'); "
+        "which of the two error names AWS reports is not recorded (ours: States.Runtime).",
+        _result_path_not_applicable,
+    ),
+    Cause(
+        "concurrent-branch-scheduling",
+        "unspecified",
+        "A Parallel branch or Map iteration fails with a run-time error while others run: "
+        "both fail the same way, and differ only in how far the other branches got (their "
+        "state events). AWS runs branches at once and aborts the rest when one fails, so how "
+        "many of their events appear depends on timing; the harness runs moto's branches one "
+        "after another, ours run at once.",
+        _branch_scheduling,
+    ),
+)
+
+
+def explain(definition: dict[str, Any], ours: Outcome, moto: Outcome) -> Cause | None:
+    """The triaged cause of a disagreement, or None while it is unexplained."""
+    return next((cause for cause in CAUSES if cause.matches(definition, ours, moto)), None)
 
 
 class MotoMissingError(SconesError):
@@ -72,6 +215,10 @@ def boom(event: Any, context: Any) -> Any:
 
 
 def count_keys(event: Any, context: Any) -> Any:
+    # Blind to the Lambda service's response metadata (a previous Task's whole result may
+    # arrive here): moto's stand-in has none of it, and the comparison leaves it out.
+    if isinstance(event, dict):
+        event = {key: value for key, value in event.items() if key not in LAMBDA_METADATA}
     return {"keys": sorted(event) if isinstance(event, dict) else [], "n": len(event or [])}
 
 
@@ -291,6 +438,7 @@ class Outcome:
     error: str | None
     output: Any
     event_types: tuple[str, ...]
+    cause: str | None = None  # not compared (wordings differ); read by the triage
 
 
 def resources() -> Resources:
@@ -303,8 +451,15 @@ def resources() -> Resources:
 def run_ours(definition: dict[str, Any], input: Any) -> Outcome:
     execution = execute(load(definition), input, resources(), clock=FakeClock())
     return Outcome(
-        execution.status, execution.error, execution.output, tuple(execution.event_types)
+        execution.status,
+        execution.error,
+        execution.output,
+        tuple(execution.event_types),
+        execution.cause,
     )
+
+
+_MACHINE_NUMBERS = itertools.count()
 
 
 class MotoInterpreter:
@@ -322,7 +477,9 @@ class MotoInterpreter:
         # moto logs every failed state at ERROR level; failures are what the fuzzer makes.
         logging.getLogger("moto.stepfunctions").setLevel(logging.CRITICAL)
         self.backend = stepfunctions_parser_backends[ACCOUNT][REGION]
-        self._names = (f"d{n}" for n in range(10**12))
+        # Names never repeat in a process: the backend is moto's global one, and creating a
+        # machine under a name it knows returns the old machine.
+        self._names = (f"d{n}" for n in _MACHINE_NUMBERS)
         self._machine: Any = None
         self._machine_text = ""
 
@@ -366,6 +523,8 @@ class MotoInterpreter:
             return worker
 
         def branch_inline(worker: Any) -> None:
+            if worker._branch_worker_comm._termination_event.is_set():
+                return  # an earlier branch failed: AWS would stop this one, not run it whole
             worker._program.eval(worker.env)
             worker._branch_worker_comm.on_terminated(env=worker.env)
 
@@ -378,7 +537,7 @@ class MotoInterpreter:
             (lambda_eval_utils, "_invoke_lambda_function", invoke),
             # as moto's own synchronous executions run: on the calling thread
             (execution_worker.ExecutionWorker, "start", lambda worker: worker._execution_logic()),
-            (wait_function.WaitFunction, "_wait_interval", lambda self, env, seconds: None),
+            (wait_function.WaitFunction, "_wait_interval", lambda self, env, wait_seconds: None),
             (retrier_decl, "time", NoSleep),
         ]
         saved = [(owner, name, getattr(owner, name)) for owner, name, _ in patches]
@@ -421,6 +580,7 @@ class MotoInterpreter:
             execution.error,
             output if status == "SUCCEEDED" else None,
             tuple(str(getattr(event["type"], "value", event["type"])) for event in events),
+            execution.cause,
         )
 
 
@@ -459,6 +619,11 @@ def without_lambda_metadata(value: Any) -> Any:
     return value
 
 
+# How many Map iterations start before one fails and the others are aborted depends on
+# scheduling (AWS starts up to MaxConcurrency at once; moto here runs them one by one).
+SCHEDULING_EVENTS = ("MapIterationStarted", "MapIterationAborted")
+
+
 def concurrent(definition: dict[str, Any]) -> bool:
     """Whether branches or iterations may run at once (their events interleave freely)."""
     return any(state["Type"] in ("Map", "Parallel") for state in definition["States"].values())
@@ -482,10 +647,15 @@ def difference(ours: Outcome, moto: Outcome, definition: dict[str, Any]) -> str 
         return "output"
     if concurrent(definition):
         ours_count, moto_count = Counter(ours.event_types), Counter(moto.event_types)
+        for scheduled in SCHEDULING_EVENTS:  # how many started before a failure stopped them
+            ours_count.pop(scheduled, None)
+            moto_count.pop(scheduled, None)
         if ours_count == moto_count:
             return None
-        ours_only = sorted((ours_count - moto_count).elements())
-        moto_only = sorted((moto_count - ours_count).elements())
+        # Which types differ, not by how many: how many iterations a failure aborts depends
+        # on the items, not on the cause.
+        ours_only = sorted(ours_count - moto_count)
+        moto_only = sorted(moto_count - ours_count)
         return f"event counts +{','.join(ours_only)} -{','.join(moto_only)}"
     if ours.event_types != moto.event_types:
         ours_only = sorted(set(ours.event_types) - set(moto.event_types))
@@ -496,10 +666,19 @@ def difference(ours: Outcome, moto: Outcome, definition: dict[str, Any]) -> str 
     return None
 
 
+# States the shrinker keeps as targets of what it cannot drop (a Catch, a Choice rule): in a
+# minimal case they are there for the others, so they do not name a class (unless alone).
+INCIDENTAL_TYPES = {"Succeed", "Fail", "Choice"}
+
+
 def class_of(difference: str, minimal: dict[str, Any]) -> str:
     """A disagreement's class: what differs, and the state types of its minimal case (one
     class per cause, not one per combination of the states around it)."""
-    return f"{difference} @ {state_types(minimal)}"
+    types = {state["Type"] for state in minimal["States"].values()}
+    named = types - INCIDENTAL_TYPES or types
+    if difference.startswith(("error States.Runtime/", "status FAILED/")) and "Choice" in types:
+        named |= {"Choice"}  # a Choice that fails at run time is the cause, not a bystander
+    return f"{difference} @ {'+'.join(sorted(named))}"
 
 
 def signature_of(
@@ -554,6 +733,10 @@ def shrink_candidates(definition: dict[str, Any], input: Any) -> Iterator[tuple[
             yield definition, {k: v for k, v in input.items() if k != key}
 
 
+def case_size(definition: dict[str, Any], input: Any) -> int:
+    return len(json.dumps(definition)) + len(json.dumps(input))
+
+
 def shrink(
     moto: MotoInterpreter, definition: dict[str, Any], input: Any, signature: str
 ) -> tuple[dict[str, Any], Any]:
@@ -561,7 +744,10 @@ def shrink(
     improved = True
     while improved:
         improved = False
+        size = case_size(definition, input)
         for candidate, candidate_input in shrink_candidates(definition, input):
+            if case_size(candidate, candidate_input) >= size:
+                continue  # not smaller (a dropped Done comes back): no progress, no loop
             try:
                 load(candidate)
             except (SconesError, DefinitionError):
@@ -575,38 +761,58 @@ def shrink(
 # --- the run -------------------------------------------------------------------------------
 
 
+UNEXPLAINED = "unexplained"
+
+
 @dataclass
 class Report:
     seed: int
     executions: int = 0
     seconds: float = 0.0
     classes: Counter[str] = field(default_factory=Counter)
+    # class -> how many of its disagreements each cause explains (or UNEXPLAINED)
+    causes: dict[str, Counter[str]] = field(default_factory=dict)
     minimal: dict[str, dict[str, Any]] = field(default_factory=dict)
     # (difference, state types of the generated case) -> its class, so a case like one
     # already shrunk is not shrunk again.
     known: dict[tuple[str, str], str] = field(default_factory=dict)
 
     @property
-    def unexplained(self) -> dict[str, int]:
-        return {sig: n for sig, n in self.classes.items() if sig not in TRIAGE}
+    def unexplained(self) -> int:
+        return sum(found[UNEXPLAINED] for found in self.causes.values())
+
+    def by_cause(self) -> Counter[str]:
+        total: Counter[str] = Counter()
+        for found in self.causes.values():
+            total.update(found)
+        return total
 
     def to_dict(self) -> dict[str, Any]:
+        verdicts = {cause.name: cause for cause in CAUSES}
         return {
             "seed": self.seed,
             "executions": self.executions,
             "seconds": round(self.seconds, 1),
             "disagreements": sum(self.classes.values()),
+            "causes": [
+                {
+                    "cause": name,
+                    "count": n,
+                    "verdict": verdicts[name].verdict if name in verdicts else UNEXPLAINED,
+                    "reason": verdicts[name].reason if name in verdicts else "",
+                }
+                for name, n in self.by_cause().most_common()
+            ],
             "classes": [
                 {
-                    "signature": sig,
+                    "signature": name,
                     "count": n,
-                    "triage": TRIAGE.get(sig, ("unexplained", ""))[0],
-                    "reason": TRIAGE.get(sig, ("", ""))[1],
-                    "minimal": self.minimal.get(sig),
+                    "causes": dict(self.causes[name].most_common()),
+                    "minimal": self.minimal.get(name),
                 }
-                for sig, n in self.classes.most_common()
+                for name, n in self.classes.most_common()
             ],
-            "unexplained": sum(self.unexplained.values()),
+            "unexplained": self.unexplained,
         }
 
 
@@ -617,10 +823,11 @@ def run(seed: int, count: int, *, shrink_cases: bool = True) -> Report:
     with MotoInterpreter().patched() as moto:
         for _ in range(count):
             definition, input = random_case(rng)
-            found, _, _ = signature_of(moto, definition, input)
+            found, ours, theirs = signature_of(moto, definition, input)
             report.executions += 1
             if found is None:
                 continue
+            cause = explain(definition, ours, theirs) if ours and theirs else None
             key = (found, state_types(definition))
             name = report.known.get(key)
             if name is None:
@@ -629,6 +836,7 @@ def run(seed: int, count: int, *, shrink_cases: bool = True) -> Report:
                 name = report.known[key] = class_of(found, definition)
                 report.minimal.setdefault(name, {"definition": definition, "input": input})
             report.classes[name] += 1
+            report.causes.setdefault(name, Counter())[cause.name if cause else UNEXPLAINED] += 1
     report.seconds = time.perf_counter() - started
     return report
 
@@ -661,8 +869,13 @@ def main(argv: list[str] | None = None) -> int:
             f"{summary['disagreements']} disagreements in {len(summary['classes'])} classes, "
             f"{summary['unexplained']} unexplained"
         )
+        print("by cause:")
+        for entry in summary["causes"]:
+            print(f"  {entry['count']:6d}  {entry['verdict']:12s} {entry['cause']}")
+        print("by class:")
         for entry in summary["classes"]:
-            print(f"  {entry['count']:6d}  {entry['triage']:12s} {entry['signature']}")
+            found = ", ".join(f"{name} {n}" for name, n in entry["causes"].items())
+            print(f"  {entry['count']:6d}  {entry['signature']}  ({found})")
     return 1 if report.unexplained else 0
 
 
