@@ -94,6 +94,12 @@ def _runtime_error_caught(definition: dict, ours: Outcome, moto: Outcome) -> boo
     )
 
 
+def _max_concurrency_not_integer(definition: dict, ours: Outcome, moto: Outcome) -> bool:
+    return "MaxConcurrencyPath field refers to value" in (ours.cause or "") and (
+        moto.status == "SUCCEEDED" or moto.error != ours.error
+    )
+
+
 def _runtime_error_in_map_iteration(definition: dict, ours: Outcome, moto: Outcome) -> bool:
     return (
         ours.error == moto.error == "States.Runtime"
@@ -142,6 +148,16 @@ CAUSES: tuple[Cause, ...] = (
         "JSONPath run-time error is States.Runtime (23 cases); and test_catch_states_runtime "
         "shows that even a Catch naming States.Runtime does not catch it.",
         _runtime_error_in_map_field,
+    ),
+    Cause(
+        "max-concurrency-path-not-integer",
+        "moto wrong",
+        "A MaxConcurrencyPath whose value is a number but not an integer (1.5): we fail with "
+        "States.Runtime ('The MaxConcurrencyPath field refers to value ... which is not a "
+        "valid integer'), moto truncates it and runs. Settled by the recordings "
+        "test_max_concurrency_path (NoNumber and {}: that failure and that cause) for values "
+        "that are not integers; 1.5 is not one either.",
+        _max_concurrency_not_integer,
     ),
     Cause(
         "catch-of-states-runtime",
@@ -266,6 +282,7 @@ def random_parameters(rng: random.Random) -> dict[str, Any]:
         ("arr.$", "States.Array($.n, $.name)"),
         ("json.$", "States.JsonToString($.nested)"),
         ("ctx.$", "$$.State.Name"),
+        ("var.$", rng.choice(["$limit", "$label"])),
     ]
     picked = rng.sample(choices, rng.randint(1, 4))
     return {key: value for key, value in picked}
@@ -305,7 +322,26 @@ def pass_state(rng: random.Random) -> dict[str, Any]:
         state["ResultPath"] = random_result_path(rng)
     if rng.random() < 0.15:
         state["InputPath"] = rng.choice(["$", "$.nested"])
+    if rng.random() < 0.25:
+        state["Assign"] = random_assign(rng)
     return state
+
+
+# Variables (JSONPath): Assign sets them from constants, paths, intrinsics and other
+# variables; later states read them as "$name" in templates, Choice rules and Map fields.
+VARIABLES = ("limit", "label")
+
+
+def random_assign(rng: random.Random) -> dict[str, Any]:
+    choices: list[tuple[str, Any]] = [
+        ("limit", rng.choice([0, 1, 2, 5])),
+        ("limit.$", rng.choice(["$.n", "$.maybe", "States.MathAdd($.n, 1)"])),
+        ("label", rng.choice(["bike", "x"])),
+        ("label.$", rng.choice(["$.name", "$$.State.Name"])),
+    ]
+    # One key per variable ("limit" and "limit.$" together are refused): the last wins.
+    by_name = {key.removesuffix(".$"): (key, value) for key, value in rng.sample(choices, 2)}
+    return dict(list(by_name.values())[: rng.randint(1, len(by_name))])
 
 
 def task_state(rng: random.Random) -> dict[str, Any]:
@@ -351,8 +387,11 @@ def map_state(rng: random.Random) -> dict[str, Any]:
     }
     if rng.random() < 0.5:
         state["ItemSelector"] = {"item.$": "$$.Map.Item.Value", "index.$": "$$.Map.Item.Index"}
-    if rng.random() < 0.3:
+    roll = rng.random()
+    if roll < 0.2:
         state["MaxConcurrency"] = rng.randint(0, 2)
+    elif roll < 0.35:
+        state["MaxConcurrencyPath"] = rng.choice(["$.n", "$.x", "$limit"])
     return state
 
 
@@ -439,23 +478,47 @@ class Outcome:
     output: Any
     event_types: tuple[str, ...]
     cause: str | None = None  # not compared (wordings differ); read by the triage
+    # What each Lambda call was given (JSON, sorted: concurrent branches call in any order).
+    task_inputs: tuple[str, ...] = ()
 
 
-def resources() -> Resources:
+def task_input_text(payload: Any) -> str:
+    """A Lambda call's payload as compared: JSON with sorted keys, without the response
+    metadata of an earlier Lambda call that the payload may carry (moto's stand-in has none)."""
+    return json.dumps(without_lambda_metadata(payload), sort_keys=True, separators=(",", ":"))
+
+
+def resources(calls: list[str] | None = None) -> Resources:
+    """The functions registered for our side; each call's payload noted in ``calls``."""
     registry = Resources()
     for name, function in FUNCTIONS.items():
-        registry = registry.register_lambda(name, function)
+        registry = registry.register_lambda(name, _noting(function, calls))
     return registry
 
 
+def _noting(
+    function: Callable[[Any, Any], Any], calls: list[str] | None
+) -> Callable[[Any, Any], Any]:
+    if calls is None:
+        return function
+
+    def noted(event: Any, context: Any) -> Any:
+        calls.append(task_input_text(event))
+        return function(event, context)
+
+    return noted
+
+
 def run_ours(definition: dict[str, Any], input: Any) -> Outcome:
-    execution = execute(load(definition), input, resources(), clock=FakeClock())
+    calls: list[str] = []
+    execution = execute(load(definition), input, resources(calls), clock=FakeClock())
     return Outcome(
         execution.status,
         execution.error,
         execution.output,
         tuple(execution.event_types),
         execution.cause,
+        tuple(sorted(calls)),
     )
 
 
@@ -481,6 +544,7 @@ class MotoInterpreter:
         # machine under a name it knows returns the old machine.
         self._names = (f"d{n}" for n in _MACHINE_NUMBERS)
         self._machine: Any = None
+        self._calls: list[str] = []  # the payloads of this run's Lambda calls
         self._machine_text = ""
 
     @contextmanager
@@ -503,6 +567,7 @@ class MotoInterpreter:
         def invoke(parameters: dict, region: str, state_credentials: Any) -> dict[str, Any]:
             function = self.functions[function_name(str(parameters["FunctionName"]))]
             payload = json.loads(parameters.get("Payload") or "null")
+            self._calls.append(task_input_text(payload))
             try:
                 return {"StatusCode": 200, "Payload": function(payload, None)}
             except Exception as exc:  # an unhandled Lambda error, as AWS reports it
@@ -564,6 +629,7 @@ class MotoInterpreter:
         return self._machine
 
     def run(self, definition: dict[str, Any], input: Any) -> Outcome:
+        self._calls = []
         machine = self.machine_for(definition)
         execution = self.backend.start_execution(
             machine.arn, name=next(self._names), execution_input=json.dumps(input)
@@ -581,6 +647,7 @@ class MotoInterpreter:
             output if status == "SUCCEEDED" else None,
             tuple(str(getattr(event["type"], "value", event["type"])) for event in events),
             execution.cause,
+            tuple(sorted(self._calls)),
         )
 
 
@@ -645,6 +712,8 @@ def difference(ours: Outcome, moto: Outcome, definition: dict[str, Any]) -> str 
     )
     if ours.status == "SUCCEEDED" and ours_output != moto_output:
         return "output"
+    if ours.task_inputs != moto.task_inputs:
+        return "task inputs"
     if concurrent(definition):
         ours_count, moto_count = Counter(ours.event_types), Counter(moto.event_types)
         for scheduled in SCHEDULING_EVENTS:  # how many started before a failure stopped them
