@@ -145,8 +145,9 @@ CAUSES: tuple[Cause, ...] = (
         "a non-array a catchable States.QueryEvaluationError (the JSONata error name). "
         "Settled by the recordings: the JSONPath Map failing on its MaxConcurrencyPath "
         "(test_max_concurrency_path, two cases) has no MapStateFailed; every recorded "
-        "JSONPath run-time error is States.Runtime (23 cases); and test_catch_states_runtime "
-        "shows that even a Catch naming States.Runtime does not catch it.",
+        "JSONPath failure of an invalid path or value is States.Runtime (23 cases); and "
+        "test_catch_states_runtime shows that even a Catch naming States.Runtime does not "
+        "catch it.",
         _runtime_error_in_map_field,
     ),
     Cause(
