@@ -31,7 +31,7 @@ test: $(STAMP) browser graphviz
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: $(STAMP)
-	sh scripts/ensure-wrk.sh
+	sh scripts/ensure-apt-command.sh wrk wrk "the load generator of benchmarks/serve_peers.py"
 	$(BIN)/python benchmarks/run_all.py
 
 lint: $(STAMP)

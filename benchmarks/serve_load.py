@@ -214,7 +214,7 @@ def wait_ready(port: int, server: subprocess.Popen, timeout: float = 120.0) -> N
     sys.exit("the endpoint never became ready")
 
 
-def _cpu_seconds(process: psutil.Process) -> float:
+def tree_cpu_seconds(process: psutil.Process) -> float:
     """CPU seconds of the server and its children (worker processes)."""
     total = 0.0
     for proc in [process, *process.children(recursive=True)]:
@@ -300,9 +300,9 @@ def main() -> int:
             server_process = psutil.Process(server.pid)
             for concurrency in args.concurrency:
                 before = batch_histogram(port)
-                cpu_before = _cpu_seconds(server_process)
+                cpu_before = tree_cpu_seconds(server_process)
                 result = asyncio.run(drive(port, requests, concurrency, args.duration))
-                cpu_used = _cpu_seconds(server_process) - cpu_before
+                cpu_used = tree_cpu_seconds(server_process) - cpu_before
                 after = batch_histogram(port)
                 # CPU per request is robust to neighbours on a shared machine; req/s is not.
                 result["server_cpu_ms_per_req"] = cpu_used * 1000.0 / max(1, result["requests"])

@@ -47,7 +47,7 @@ from pathlib import Path
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from serve_load import build_model, free_port, load_pngs, raw_ort_throughput
+from serve_load import build_model, free_port, load_pngs, raw_ort_throughput, tree_cpu_seconds
 
 REPO = Path(__file__).resolve().parents[1]
 PEERS_DIR = Path(__file__).resolve().parent / "peers"
@@ -242,17 +242,6 @@ def wait_ready(port: int, path: str, process: subprocess.Popen, timeout: float) 
     return f"not ready after {timeout:.0f} s"
 
 
-def tree_cpu_seconds(process: psutil.Process) -> float:
-    total = 0.0
-    for proc in [process, *process.children(recursive=True)]:
-        try:
-            times = proc.cpu_times()
-        except psutil.NoSuchProcess:
-            continue
-        total += times.user + times.system
-    return total
-
-
 def run_wrk(script: Path, port: int, path: str, concurrency: int, seconds: float) -> dict:
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     done = subprocess.run(
@@ -405,7 +394,7 @@ def main() -> int:
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
-        sys.exit("wrk is missing: `apt-get install wrk` (scripts/ensure-wrk.sh does it as root)")
+        sys.exit("wrk is missing: `apt-get install wrk` (`make bench` does it as root)")
 
     install_failures = {} if args.no_install else install_peers(args.servers)
     load_before = os.getloadavg()
