@@ -10,6 +10,7 @@ from scones.asl.differential import (
     Outcome,
     difference,
     random_case,
+    run,
     run_ours,
     shrink,
     without_unreachable,
@@ -73,3 +74,10 @@ def test_both_sides_agree_on_a_pass_chain_and_shrinking_keeps_the_signature() ->
         signature = "status FAILED/FAILED"  # never matched: nothing to shrink towards
         smaller, _ = shrink(moto, planted, {"n": 1}, signature)
         assert smaller == planted
+
+
+def test_a_seed_gives_the_same_report_every_time() -> None:
+    # Map iterations and Parallel branches run one at a time on both sides: no thread timing.
+    first, second = run(0, 60, shrink_cases=False), run(0, 60, shrink_cases=False)
+    assert first.classes == second.classes
+    assert first.executions == 60

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import itertools
 import json
 import logging
 import random
@@ -307,6 +308,56 @@ def run_ours(definition: dict[str, Any], input: Any) -> Outcome:
     )
 
 
+def launch_map_worker_inline(component: Any, env: Any, eval_input: Any, job_pool: Any) -> Any:
+    """moto's Map launches one worker thread per concurrent slot, each taking items from a
+    shared pool; run the worker on the calling thread instead: the first one takes every
+    item, in order, and stops at the first failure; the others find the pool empty."""
+    worker = component._create_worker(env=env, eval_input=eval_input, job_pool=job_pool)
+    worker.eval()
+    return worker
+
+
+def start_branch_inline(worker: Any) -> None:
+    """moto's Parallel starts one thread per branch; run the branch on the calling thread
+    instead, and none after a branch has failed (the pool has then stopped waiting)."""
+    import threading
+
+    if worker._worker_thread is not None:
+        raise RuntimeError("a BranchWorker runs once")
+    worker._worker_thread = threading.current_thread()  # its log lines name the thread
+    if worker._branch_worker_comm._termination_event.is_set():
+        return
+    worker._thread_routine()
+
+
+@contextmanager
+def sequential_scones() -> Iterator[None]:
+    """scones.asl's Parallel branches and Map iterations one at a time, in order.
+
+    Under concurrency the order of the iterations' events, and which iterations are aborted
+    when one fails, depend on thread timing on both sides (and on AWS); run one at a time,
+    both sides are deterministic and comparable event by event. What this gives up: the
+    event order of concurrent iterations is not compared (the conformance recordings cover it).
+    """
+    from scones.asl import handlers
+
+    original = handlers.run_concurrently
+
+    def one_at_a_time(
+        run: Any, track: Any, state: Any, jobs: Any, concurrency: int, tolerance: Any = None
+    ) -> list[Any]:
+        return original(run, track, state, jobs, 1, tolerance)
+
+    handlers.run_concurrently = one_at_a_time
+    try:
+        yield
+    finally:
+        handlers.run_concurrently = original
+
+
+_NAME_COUNTER = itertools.count()
+
+
 class MotoInterpreter:
     """moto's interpreter in process: its backend called directly, executions run on the
     calling thread, Lambda answered by :data:`FUNCTIONS`, waits and retry sleeps skipped."""
@@ -322,13 +373,24 @@ class MotoInterpreter:
         # moto logs every failed state at ERROR level; failures are what the fuzzer makes.
         logging.getLogger("moto.stepfunctions").setLevel(logging.CRITICAL)
         self.backend = stepfunctions_parser_backends[ACCOUNT][REGION]
-        self._names = (f"d{n}" for n in range(10**12))
+        # moto's backend is one per process: names unique across interpreters, or a second
+        # interpreter's first machine would be taken for an earlier one of the same name
+        self._names = (f"d{next(_NAME_COUNTER)}" for _ in iter(int, 1))
         self._machine: Any = None
         self._machine_text = ""
 
     @contextmanager
-    def patched(self) -> Iterator[MotoInterpreter]:
+    def patched(self, *, sequential: bool = False) -> Iterator[MotoInterpreter]:
+        """moto's interpreter with Lambda, waits and retry sleeps replaced; with
+        ``sequential``, Parallel branches and Map iterations also run one at a time on the
+        calling thread, in order (see :func:`sequential_scones`)."""
         from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
+        from moto.stepfunctions.parser.asl.component.state.exec.state_map.iteration import (
+            inline_iteration_component,
+        )
+        from moto.stepfunctions.parser.asl.component.state.exec.state_parallel import (
+            branch_worker,
+        )
         from moto.stepfunctions.parser.asl.component.state.exec.state_task import (
             lambda_eval_utils,
         )
@@ -360,6 +422,15 @@ class MotoInterpreter:
             (wait_function.WaitFunction, "_wait_interval", lambda self, env, seconds: None),
             (retrier_decl, "time", NoSleep),
         ]
+        if sequential:
+            patches += [
+                (
+                    inline_iteration_component.InlineIterationComponent,
+                    "_launch_worker",
+                    launch_map_worker_inline,
+                ),
+                (branch_worker.BranchWorker, "start", start_branch_inline),
+            ]
         saved = [(owner, name, getattr(owner, name)) for owner, name, _ in patches]
         for owner, name, value in patches:
             setattr(owner, name, value)
@@ -368,6 +439,9 @@ class MotoInterpreter:
         finally:
             for owner, name, value in saved:
                 setattr(owner, name, value)
+            if self._machine is not None:
+                self.backend.delete_state_machine(self._machine.arn)
+                self._machine, self._machine_text = None, ""
 
     def machine_for(self, definition: dict[str, Any]) -> Any:
         """moto's state machine for ``definition``: created once while the same definition
@@ -566,7 +640,7 @@ def run(seed: int, count: int, *, shrink_cases: bool = True) -> Report:
     rng = random.Random(seed)
     report = Report(seed)
     started = time.perf_counter()
-    with MotoInterpreter().patched() as moto:
+    with sequential_scones(), MotoInterpreter().patched(sequential=True) as moto:
         for _ in range(count):
             definition, input = random_case(rng)
             signature, _, _ = signature_of(moto, definition, input)
