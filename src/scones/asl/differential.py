@@ -591,6 +591,8 @@ def shrink(
     while improved:
         improved = False
         for candidate, candidate_input in shrink_candidates(definition, input):
+            if (candidate, candidate_input) == (definition, input):
+                continue  # dropping "Done" puts it back: not smaller, and never a fixed point
             try:
                 load(candidate)
             except (SconesError, DefinitionError):
