@@ -81,3 +81,11 @@ def test_a_seed_gives_the_same_report_every_time() -> None:
     first, second = run(0, 60, shrink_cases=False), run(0, 60, shrink_cases=False)
     assert first.classes == second.classes
     assert first.executions == 60
+
+
+def test_moto_waits_are_skipped_not_failed() -> None:
+    # moto calls its wait with keywords; a patch with other parameter names failed every Wait
+    definition = {"StartAt": "W", "States": {"W": {"Type": "Wait", "Seconds": 3, "End": True}}}
+    with MotoInterpreter().patched() as moto:
+        outcome = moto.run(definition, {"a": 1})
+    assert (outcome.status, outcome.output) == ("SUCCEEDED", {"a": 1})

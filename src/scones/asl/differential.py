@@ -419,7 +419,8 @@ class MotoInterpreter:
             (lambda_eval_utils, "_invoke_lambda_function", invoke),
             # as moto's own synchronous executions run: on the calling thread
             (execution_worker.ExecutionWorker, "start", lambda worker: worker._execution_logic()),
-            (wait_function.WaitFunction, "_wait_interval", lambda self, env, seconds: None),
+            # moto calls it with keywords: _wait_interval(env=..., wait_seconds=...)
+            (wait_function.WaitFunction, "_wait_interval", lambda self, env, wait_seconds: None),
             (retrier_decl, "time", NoSleep),
         ]
         if sequential:
