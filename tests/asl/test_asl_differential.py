@@ -33,14 +33,23 @@ def test_unreachable_states_are_dropped() -> None:
     assert list(without_unreachable(definition)["States"]) == ["A"]
 
 
-def test_difference_names_the_first_dimension_that_differs() -> None:
+def test_difference_names_the_dimension_and_where_the_runs_part() -> None:
     machine = {"StartAt": "A", "States": {"A": {"Type": "Pass", "End": True}}}
-    ok = Outcome("SUCCEEDED", None, {"a": 1}, ("ExecutionStarted", "ExecutionSucceeded"))
+    events = ("ExecutionStarted", "PassStateEntered", "PassStateExited", "ExecutionSucceeded")
+    ok = Outcome("SUCCEEDED", None, {"a": 1}, events, (None, None, {"a": 1}, None))
     assert difference(ok, ok, machine) is None
-    other_output = Outcome("SUCCEEDED", None, {"a": 2}, ok.event_types)
-    assert difference(ok, other_output, machine) == "output [Pass]"
-    failed = Outcome("FAILED", "X", None, ok.event_types)
-    assert difference(ok, failed, machine) == "status SUCCEEDED/FAILED [Pass]"
+    other_output = Outcome("SUCCEEDED", None, {"a": 2}, events, (None, None, {"a": 2}, None))
+    assert difference(ok, other_output, machine) == "output at Pass: output"
+    failed = Outcome(
+        "FAILED", "X", None, ("ExecutionStarted", "PassStateEntered", "ExecutionFailed")
+    )
+    assert difference(ok, failed, machine) == (
+        "status SUCCEEDED/FAILED -/X at Pass: PassStateExited/ExecutionFailed"
+    )
+    # no values, no other state types: the same cause in a bigger machine is the same class
+    assert difference(failed, ok, {}) == (
+        "status FAILED/SUCCEEDED X/- at Pass: ExecutionFailed/PassStateExited"
+    )
 
 
 def test_both_sides_agree_on_a_pass_chain_and_shrinking_keeps_the_signature() -> None:

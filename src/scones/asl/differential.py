@@ -292,6 +292,18 @@ class Outcome:
     error: str | None
     output: Any
     event_types: tuple[str, ...]
+    # One per event: a state's output for a *StateExited event, else None. Used to find
+    # where the two runs part, not compared on its own.
+    exit_outputs: tuple[Any, ...] = field(default=(), compare=False)
+
+
+def exit_outputs(history: list[dict[str, Any]]) -> tuple[Any, ...]:
+    outputs = []
+    for event in history:
+        details = event.get("stateExitedEventDetails")
+        text = details.get("output") if isinstance(details, dict) else None
+        outputs.append(json.loads(text) if isinstance(text, str) else None)
+    return tuple(outputs)
 
 
 def resources() -> Resources:
@@ -304,7 +316,11 @@ def resources() -> Resources:
 def run_ours(definition: dict[str, Any], input: Any) -> Outcome:
     execution = execute(load(definition), input, resources(), clock=FakeClock())
     return Outcome(
-        execution.status, execution.error, execution.output, tuple(execution.event_types)
+        execution.status,
+        execution.error,
+        execution.output,
+        tuple(execution.event_types),
+        exit_outputs(execution.history),
     )
 
 
@@ -475,14 +491,11 @@ class MotoInterpreter:
             execution.error,
             output if status == "SUCCEEDED" else None,
             tuple(str(getattr(event["type"], "value", event["type"])) for event in events),
+            exit_outputs(events),
         )
 
 
 # --- comparing, classifying, shrinking -----------------------------------------------------
-
-
-def state_types(definition: dict[str, Any]) -> str:
-    return "+".join(sorted({state["Type"] for state in definition["States"].values()}))
 
 
 # What the Lambda service adds around a payload (request ids, headers): AWS's own response
@@ -513,22 +526,56 @@ def without_lambda_metadata(value: Any) -> Any:
     return value
 
 
-def difference(ours: Outcome, moto: Outcome, definition: dict[str, Any]) -> str | None:
-    """The signature of the disagreement, or None when both sides agree."""
+def parting(ours: Outcome, moto: Outcome) -> tuple[str, str]:
+    """Where the two runs part: the type of the state being run (the last state entered
+    before that point; "start" before any) and how they part there: "X/Y" for the first
+    events that differ (ours/moto; "end" when one history has ended), "output" for the
+    first state whose output differs, "-" when the histories agree to the end."""
+    site = "start"
+    count = min(len(ours.event_types), len(moto.event_types))
+    for index in range(count):
+        ours_type, moto_type = ours.event_types[index], moto.event_types[index]
+        if ours_type != moto_type:
+            return site, f"{ours_type}/{moto_type}"
+        if ours_type.endswith("StateEntered"):
+            site = ours_type.removesuffix("StateEntered")
+        ours_exit, moto_exit = (
+            outcome.exit_outputs[index] if index < len(outcome.exit_outputs) else None
+            for outcome in (ours, moto)
+        )
+        if without_lambda_metadata(ours_exit) != without_lambda_metadata(moto_exit):
+            return ours_type.removesuffix("StateExited"), "output"
+    if len(ours.event_types) != len(moto.event_types):
+        ours_next = ours.event_types[count] if count < len(ours.event_types) else "end"
+        moto_next = moto.event_types[count] if count < len(moto.event_types) else "end"
+        return site, f"{ours_next}/{moto_next}"
+    return site, "-"
+
+
+def difference(
+    ours: Outcome, moto: Outcome, definition: dict[str, Any] | None = None
+) -> str | None:
+    """The signature of the disagreement, or None when both sides agree.
+
+    One root cause should be one class, so a signature names no values and no combination
+    of the other states in the machine: the dimension that differs (status, then error, then
+    output, then events), the error names on each side for status and error, and where the
+    two runs part (:func:`parting`). ``definition`` is not used (kept for callers)."""
+    site, how = parting(ours, moto)
+    where = f"at {site}: {how}"
     if ours.status != moto.status:
-        return f"status {ours.status}/{moto.status} [{state_types(definition)}]"
+        errors = f"{ours.error or '-'}/{moto.error or '-'}"
+        return f"status {ours.status}/{moto.status} {errors} {where}"
     if ours.error != moto.error:
-        return f"error {ours.error}/{moto.error} [{state_types(definition)}]"
+        return f"error {ours.error}/{moto.error} {where}"
     ours_output, moto_output = (
         without_lambda_metadata(ours.output),
         without_lambda_metadata(moto.output),
     )
     if ours.status == "SUCCEEDED" and ours_output != moto_output:
-        return f"output [{state_types(definition)}]"
+        return f"output {where}"
     if ours.event_types != moto.event_types:
-        ours_only = sorted(set(ours.event_types) - set(moto.event_types))
-        moto_only = sorted(set(moto.event_types) - set(ours.event_types))
-        return f"event types +{','.join(ours_only)} -{','.join(moto_only)}"
+        return f"events {where}"
     return None
 
 
