@@ -39,17 +39,16 @@ def test_difference_names_the_dimension_and_where_the_runs_part() -> None:
     ok = Outcome("SUCCEEDED", None, {"a": 1}, events, (None, None, {"a": 1}, None))
     assert difference(ok, ok, machine) is None
     other_output = Outcome("SUCCEEDED", None, {"a": 2}, events, (None, None, {"a": 2}, None))
-    assert difference(ok, other_output, machine) == "output at Pass: output"
+    assert difference(ok, other_output, machine) == "output at Pass"
     failed = Outcome(
         "FAILED", "X", None, ("ExecutionStarted", "PassStateEntered", "ExecutionFailed")
     )
-    assert difference(ok, failed, machine) == (
-        "status SUCCEEDED/FAILED -/X at Pass: PassStateExited/ExecutionFailed"
-    )
+    assert difference(ok, failed, machine) == "PassStateExited/ExecutionFailed(X) at Pass"
     # no values, no other state types: the same cause in a bigger machine is the same class
-    assert difference(failed, ok, {}) == (
-        "status FAILED/SUCCEEDED X/- at Pass: ExecutionFailed/PassStateExited"
-    )
+    assert difference(failed, ok, {}) == "ExecutionFailed(X)/PassStateExited at Pass"
+    # the same histories, another output: only then the dimension
+    same_events = Outcome("SUCCEEDED", None, {"a": 3}, events, ok.exit_outputs)
+    assert difference(ok, same_events, machine) == "output only"
 
 
 def test_both_sides_agree_on_a_pass_chain_and_shrinking_keeps_the_signature() -> None:

@@ -529,14 +529,22 @@ def without_lambda_metadata(value: Any) -> Any:
 def parting(ours: Outcome, moto: Outcome) -> tuple[str, str]:
     """Where the two runs part: the type of the state being run (the last state entered
     before that point; "start" before any) and how they part there: "X/Y" for the first
-    events that differ (ours/moto; "end" when one history has ended), "output" for the
-    first state whose output differs, "-" when the histories agree to the end."""
+    events that differ (ours/moto; "end" when a history has ended; an ExecutionFailed with
+    its error name), "output" for the first state whose output differs, "" when the
+    histories agree to the end."""
+
+    def named(outcome: Outcome, index: int) -> str:
+        if index >= len(outcome.event_types):
+            return "end"
+        event = outcome.event_types[index]
+        return f"{event}({outcome.error})" if event == "ExecutionFailed" else event
+
     site = "start"
     count = min(len(ours.event_types), len(moto.event_types))
     for index in range(count):
         ours_type, moto_type = ours.event_types[index], moto.event_types[index]
         if ours_type != moto_type:
-            return site, f"{ours_type}/{moto_type}"
+            return site, f"{named(ours, index)}/{named(moto, index)}"
         if ours_type.endswith("StateEntered"):
             site = ours_type.removesuffix("StateEntered")
         ours_exit, moto_exit = (
@@ -546,10 +554,8 @@ def parting(ours: Outcome, moto: Outcome) -> tuple[str, str]:
         if without_lambda_metadata(ours_exit) != without_lambda_metadata(moto_exit):
             return ours_type.removesuffix("StateExited"), "output"
     if len(ours.event_types) != len(moto.event_types):
-        ours_next = ours.event_types[count] if count < len(ours.event_types) else "end"
-        moto_next = moto.event_types[count] if count < len(moto.event_types) else "end"
-        return site, f"{ours_next}/{moto_next}"
-    return site, "-"
+        return site, f"{named(ours, count)}/{named(moto, count)}"
+    return site, ""
 
 
 def difference(
@@ -557,26 +563,32 @@ def difference(
 ) -> str | None:
     """The signature of the disagreement, or None when both sides agree.
 
-    One root cause should be one class, so a signature names no values and no combination
-    of the other states in the machine: the dimension that differs (status, then error, then
-    output, then events), the error names on each side for status and error, and where the
-    two runs part (:func:`parting`). ``definition`` is not used (kept for callers)."""
-    site, how = parting(ours, moto)
-    where = f"at {site}: {how}"
-    if ours.status != moto.status:
-        errors = f"{ours.error or '-'}/{moto.error or '-'}"
-        return f"status {ours.status}/{moto.status} {errors} {where}"
-    if ours.error != moto.error:
-        return f"error {ours.error}/{moto.error} {where}"
+    One root cause should be one class, whatever follows from it (a status, an error or
+    only the events), so a signature is where the two runs part (:func:`parting`): the
+    first events that differ, ours/moto, with an ExecutionFailed's error name, at the type
+    of the state being run; or the first state output that differs. No values, and no
+    other states of the machine. Only when the histories agree to the end does it name the
+    dimension (status, error, output). ``definition`` is not used (kept for callers)."""
     ours_output, moto_output = (
         without_lambda_metadata(ours.output),
         without_lambda_metadata(moto.output),
     )
-    if ours.status == "SUCCEEDED" and ours_output != moto_output:
-        return f"output {where}"
-    if ours.event_types != moto.event_types:
-        return f"events {where}"
-    return None
+    differs = (
+        ours.status != moto.status
+        or ours.error != moto.error
+        or (ours.status == "SUCCEEDED" and ours_output != moto_output)
+        or ours.event_types != moto.event_types
+    )
+    if not differs:
+        return None
+    site, how = parting(ours, moto)
+    if how:
+        return f"{how} at {site}"
+    if ours.status != moto.status:
+        return f"status {ours.status}/{moto.status} only"
+    if ours.error != moto.error:
+        return f"error {ours.error}/{moto.error} only"
+    return "output only"
 
 
 def signature_of(
