@@ -60,6 +60,11 @@ class MotoMissingError(SconesError):
 # --- the Lambda functions both sides call ---------------------------------------------------
 
 
+# What the Lambda service adds around a payload (request ids, headers): AWS's own response
+# metadata, which moto's stand-in does not invent; compared without it.
+LAMBDA_METADATA = ("ExecutedVersion", "SdkHttpMetadata", "SdkResponseMetadata")
+
+
 class DeliberateError(Exception):
     """What the ``boom`` function raises: a Task that fails on purpose."""
 
@@ -73,6 +78,11 @@ def boom(event: Any, context: Any) -> Any:
 
 
 def count_keys(event: Any, context: Any) -> Any:
+    """The keys of its input, not counting the Lambda service's response metadata that a
+    previous Task's whole result carries on AWS (and on our side) but not on moto's stand-in:
+    what it returns must not depend on that metadata, or every chain of two Tasks differs."""
+    if isinstance(event, dict):
+        event = {key: value for key, value in event.items() if key not in LAMBDA_METADATA}
     return {"keys": sorted(event) if isinstance(event, dict) else [], "n": len(event or [])}
 
 
@@ -498,11 +508,6 @@ class MotoInterpreter:
 # --- comparing, classifying, shrinking -----------------------------------------------------
 
 
-# What the Lambda service adds around a payload (request ids, headers): AWS's own response
-# metadata, which moto's stand-in does not invent; compared without it.
-LAMBDA_METADATA = ("ExecutedVersion", "SdkHttpMetadata", "SdkResponseMetadata")
-
-
 def without_lambda_metadata(value: Any) -> Any:
     """``value`` without the Lambda service's metadata: no response metadata, and an
     unhandled error's cause reduced to its type and message (AWS adds a request id and a
@@ -605,10 +610,25 @@ def signature_of(
     return difference(ours, theirs, definition), ours, theirs
 
 
+def nested_machines(machine: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """``machine`` and every machine inside it (Map item processors, Parallel branches)."""
+    yield machine
+    for state in machine["States"].values():
+        inner = [state["ItemProcessor"]] if "ItemProcessor" in state else []
+        for nested in [*inner, *state.get("Branches", [])]:
+            yield from nested_machines(nested)
+
+
 def shrink_candidates(definition: dict[str, Any], input: Any) -> Iterator[tuple[dict, Any]]:
-    """Smaller variants: a state dropped (its predecessors skip it), a field dropped, an
-    input key dropped."""
+    """Smaller variants: a state dropped (its predecessors skip it; the first state too,
+    when it has a Next), a field dropped or a Pass state's Parameters key dropped (in
+    nested machines too), an input key dropped."""
     states = definition["States"]
+    start = states.get(definition["StartAt"], {})
+    if start.get("Type") != "Choice" and start.get("Next"):
+        smaller = copy.deepcopy(definition)
+        smaller["StartAt"] = start["Next"]
+        yield without_unreachable(smaller), input
     for name, state in states.items():
         if name == definition["StartAt"] or state["Type"] == "Choice":
             continue
@@ -629,15 +649,21 @@ def shrink_candidates(definition: dict[str, Any], input: Any) -> Iterator[tuple[
                 other["Default"] = target or "Done"
         smaller["States"].setdefault("Done", {"Type": "Succeed"})
         yield without_unreachable(smaller), input
-    for name, state in states.items():
-        for key in list(state):
-            if key in ("Type", "Next", "End", "Resource", "Parameters", "Choices", "Default"):
-                continue
-            if key in ("ItemProcessor", "Branches"):
-                continue
-            smaller = copy.deepcopy(definition)
-            del smaller["States"][name][key]
-            yield smaller, input
+    kept = ("Type", "Next", "End", "Resource", "Choices", "Default", "ItemProcessor", "Branches")
+    for index, machine in enumerate(nested_machines(definition)):
+        for name, state in machine["States"].items():
+            parameters = state.get("Parameters") if state["Type"] == "Pass" else None
+            for key in list(parameters or {}):
+                smaller = copy.deepcopy(definition)
+                target_state = list(nested_machines(smaller))[index]["States"][name]
+                del target_state["Parameters"][key]
+                yield smaller, input
+            for key in list(state):
+                if key in kept or (key == "Parameters" and state["Type"] == "Task"):
+                    continue
+                smaller = copy.deepcopy(definition)
+                del list(nested_machines(smaller))[index]["States"][name][key]
+                yield smaller, input
     if isinstance(input, dict):
         for key in list(input):
             yield definition, {k: v for k, v in input.items() if k != key}
