@@ -97,3 +97,21 @@ def test_moto_waits_are_skipped_not_failed() -> None:
     with MotoInterpreter().patched() as moto:
         outcome = moto.run(definition, {"a": 1})
     assert (outcome.status, outcome.output) == ("SUCCEEDED", {"a": 1})
+
+
+def test_moto_gets_the_definition_with_its_keys_in_order() -> None:
+    definition = {
+        "StartAt": "P",
+        "States": {
+            "P": {
+                "Type": "Pass",
+                "Parameters": {"b": 1, "a": 2},
+                "ResultPath": "$.o",
+                "Next": "J",
+            },
+            "J": {"Type": "Pass", "Parameters": {"s.$": "States.JsonToString($.o)"}, "End": True},
+        },
+    }
+    with MotoInterpreter().patched() as moto:
+        theirs = moto.run(definition, {})
+    assert theirs.output == run_ours(definition, {}).output == {"s": '{"b":1,"a":2}'}

@@ -473,7 +473,9 @@ class MotoInterpreter:
     def machine_for(self, definition: dict[str, Any]) -> Any:
         """moto's state machine for ``definition``: created once while the same definition
         runs again (a throughput run), replaced when it changes (a fuzzing run)."""
-        text = json.dumps(definition, sort_keys=True)
+        # Not sort_keys: the order of a payload template's keys is the order of the object
+        # it builds, which States.JsonToString and the output show.
+        text = json.dumps(definition)
         if self._machine is not None and self._machine_text == text:
             return self._machine
         if self._machine is not None:
