@@ -9,6 +9,7 @@ from scones.asl.differential import (
     MotoInterpreter,
     Outcome,
     difference,
+    nested_machines,
     random_case,
     run,
     run_ours,
@@ -115,3 +116,11 @@ def test_moto_gets_the_definition_with_its_keys_in_order() -> None:
     with MotoInterpreter().patched() as moto:
         theirs = moto.run(definition, {})
     assert theirs.output == run_ours(definition, {}).output == {"s": '{"b":1,"a":2}'}
+
+
+def test_generated_state_names_are_unique_in_the_whole_machine() -> None:
+    rng = random.Random(0)
+    for _ in range(200):
+        definition, _ = random_case(rng)
+        names = [name for machine in nested_machines(definition) for name in machine["States"]]
+        assert len(names) == len(set(names)), definition

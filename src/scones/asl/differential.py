@@ -270,7 +270,31 @@ def random_case(rng: random.Random) -> tuple[dict[str, Any], dict[str, Any]]:
         states[name] = state
     states["Done"] = {"Type": "Succeed"}
     states["Failed"] = {"Type": "Fail", "Error": "Generated", "Cause": "a generated Fail state"}
-    return without_unreachable({"StartAt": names[0], "States": states}), random_input(rng)
+    definition = with_unique_names({"StartAt": names[0], "States": states})
+    return without_unreachable(definition), random_input(rng)
+
+
+def with_unique_names(definition: dict[str, Any]) -> dict[str, Any]:
+    """The states of nested machines renamed after the state that holds them (S1 -> S1.Inner,
+    S2 -> S2.B0, S2.B1): the language requires state names to be unique within the whole
+    state machine (ASL spec, "States"; AWS refuses with DUPLICATE_STATE_NAME), and two Maps
+    or two Parallel branches built alike would otherwise share names."""
+    definition = copy.deepcopy(definition)
+    for name, state in definition["States"].items():
+        nested = [state["ItemProcessor"]] if "ItemProcessor" in state else []
+        nested += state.get("Branches", [])
+        for index, machine in enumerate(nested):
+            prefix = f"{name}.B{index}" if "Branches" in state else name
+            renamed = {old: f"{prefix}.{old}" for old in machine["States"]}
+            machine["StartAt"] = renamed[machine["StartAt"]]
+            machine["States"] = {renamed[old]: inner for old, inner in machine["States"].items()}
+            for inner in machine["States"].values():
+                for rule in [inner, *inner.get("Catch", []), *inner.get("Choices", [])]:
+                    if rule.get("Next") in renamed:
+                        rule["Next"] = renamed[rule["Next"]]
+                if inner.get("Default") in renamed:
+                    inner["Default"] = renamed[inner["Default"]]
+    return definition
 
 
 def targets(state: dict[str, Any]) -> list[str]:
