@@ -50,7 +50,51 @@ ROLE_ARN = f"arn:aws:iam::{ACCOUNT}:role/differential"
 # Class signature -> (verdict, reason). Verdicts: "moto wrong" (AWS does what we do, per the
 # document named) or "unspecified" (the documents do not settle it). Never "ours wrong":
 # those are fixed, with the minimal case as a regression test.
-TRIAGE: dict[str, tuple[str, str]] = {}
+_RUNTIME_IS_FATAL = (
+    "Developer guide, error names: a States.Runtime error is not retriable and always fails "
+    "the execution; a Retry or Catch on States.ALL does not catch it. Recorded "
+    "(shared/asl-conformance): test_catch_states_runtime (a Catch on States.Runtime itself "
+    "does not catch it; TaskStateEntered ... ExecutionFailed, no TaskStateFailed)"
+)
+TRIAGE: dict[str, tuple[str, str]] = {
+    "ExecutionFailed(States.Runtime)/MapStateFailed at Map": (
+        "moto wrong",
+        "A States.Runtime while the Map state reads its input (ItemsPath not found) fails "
+        "the execution at once; moto emits MapStateFailed and lets a Catch take it. "
+        + _RUNTIME_IS_FATAL
+        + "; test_max_concurrency_path_NoNumber and _max_concurrency_value0 (MapStateEntered "
+        "then ExecutionFailed, no MapStateFailed).",
+    ),
+    "ExecutionFailed(States.Runtime)/MapStateFailed at Pass": (
+        "moto wrong",
+        "A States.Runtime inside a Map iteration (a path not found in an item) fails the "
+        "execution; moto makes it a MapStateFailed that a Catch on States.ALL then catches. "
+        + _RUNTIME_IS_FATAL
+        + ". Not recorded: the events of a States.Runtime inside an iteration (ours: "
+        "MapIterationFailed, then ExecutionFailed).",
+    ),
+    "ExecutionFailed(States.Runtime)/ChoiceStateExited at Choice": (
+        "moto wrong",
+        "A Choice rule whose Variable path is not in the input fails the execution with "
+        "States.Runtime; moto evaluates the rule as false and takes the Default. Developer "
+        "guide, Choice state: the execution fails if the input lacks the field, and the "
+        "IsPresent example guards a comparison for that reason. Not recorded.",
+    ),
+    "MapIterationFailed/PassStateExited at Pass": (
+        "moto wrong",
+        "A ResultPath of two steps ($.nested.out) on an input that is not an object (a Map "
+        "item that is a number): moto (jsonpath-ng update_or_create) leaves the input as it "
+        'was and succeeds; AWS fails the state ("Unable to apply ReferencePath ... to '
+        'input", aws/aws-cdk issue 29473), and the ASL spec has an error for it '
+        "(States.ResultPathMatchFailure). Which error name AWS reports is not settled: ours "
+        "says States.Runtime.",
+    ),
+    "ExecutionFailed(States.Runtime)/PassStateExited at Pass": (
+        "moto wrong",
+        "The same ResultPath cause as 'MapIterationFailed/PassStateExited at Pass', in a "
+        "Parallel branch or at the top level (no iteration event before the failure).",
+    ),
+}
 
 
 class MotoMissingError(SconesError):
