@@ -158,6 +158,18 @@ def random_input(rng: random.Random) -> dict[str, Any]:
         "flag": rng.choice([True, False]),
         "nested": {"k": rng.choice(["a", "b"]), "v": rng.randint(0, 5)},
         **({"maybe": rng.randint(0, 3)} if rng.random() < 0.5 else {}),
+        # Map items that are objects with the same keys, so that the paths an iteration's
+        # Pass state reads resolve more often than on the numbers in "items".
+        "records": [random_record(rng) for _ in range(rng.randint(0, 3))],
+    }
+
+
+def random_record(rng: random.Random) -> dict[str, Any]:
+    return {
+        "n": rng.randint(-3, 12),
+        "name": rng.choice(["bike", "moto", "scone", ""]),
+        "items": [rng.randint(0, 9) for _ in range(rng.randint(0, 2))],
+        "nested": {"k": rng.choice(["a", "b"]), "v": rng.randint(0, 5)},
     }
 
 
@@ -249,7 +261,7 @@ def wait_state(rng: random.Random) -> dict[str, Any]:
 def map_state(rng: random.Random) -> dict[str, Any]:
     state: dict[str, Any] = {
         "Type": "Map",
-        "ItemsPath": "$.items",
+        "ItemsPath": rng.choice(["$.items", "$.records", "$.records"]),
         "ItemProcessor": {
             "ProcessorConfig": {"Mode": "INLINE"},
             "StartAt": "Inner",
