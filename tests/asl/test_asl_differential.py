@@ -14,6 +14,7 @@ from scones.asl.differential import (
     run,
     run_ours,
     shrink,
+    without_lambda_metadata,
     without_unreachable,
 )
 
@@ -130,3 +131,12 @@ def test_a_short_run_has_no_unexplained_class() -> None:
     # Every class the generator shows is fixed or triaged (TRIAGE, docs/asl-conformance.md).
     report = run(0, 100, shrink_cases=False)
     assert report.unexplained == {}, report.unexplained
+
+
+def test_lambda_metadata_is_left_out_of_json_strings_too() -> None:
+    ours = (
+        '{"out":{"ExecutedVersion":"$LATEST","Payload":{},'
+        '"SdkResponseMetadata":{},"StatusCode":200}}'
+    )
+    assert without_lambda_metadata(ours) == '{"out":{"Payload":{},"StatusCode":200}}'
+    assert without_lambda_metadata('{"a": 1}') == '{"a": 1}'  # no metadata: as it was

@@ -186,13 +186,32 @@ def random_parameters(rng: random.Random) -> dict[str, Any]:
         ("arr.$", "States.Array($.n, $.name)"),
         ("json.$", "States.JsonToString($.nested)"),
         ("ctx.$", "$$.State.Name"),
+        ("contains.$", "States.ArrayContains($.items, 3)"),
+        ("range.$", "States.ArrayRange(1, 9, 3)"),
+        ("unique.$", "States.ArrayUnique($.items)"),
+        ("parts.$", "States.ArrayPartition($.items, 2)"),
+        ("split.$", "States.StringSplit('a,b,,c', ',')"),
+        ("b64.$", "States.Base64Encode($.name)"),
+        ("hash.$", "States.Hash($.name, 'SHA-1')"),
+        ("parsed.$", "States.StringToJson('{\"a\": [1, 2.5, null]}')"),
+        ("item.$", "States.ArrayGetItem($.items, 0)"),
+        ("xadd.$", "States.MathAdd($.x, 1)"),
+        ("xfmt.$", "States.Format('x={}', $.x)"),
+        ("xjson.$", "States.JsonToString($.x)"),
+        ("flt.$", "States.StringToJson('1.0')"),
     ]
     picked = rng.sample(choices, rng.randint(1, 4))
     return {key: value for key, value in picked}
 
 
 def random_condition(rng: random.Random) -> dict[str, Any]:
-    kind = rng.randrange(8)
+    kind = rng.randrange(11)
+    if kind == 8:
+        return {"Variable": "$.x", rng.choice(["IsNumeric", "IsString", "IsNull"]): True}
+    if kind == 9:
+        return {"Variable": "$.name", "StringLessThanEquals": rng.choice(["bike", "n", ""])}
+    if kind == 10:
+        return {"Variable": "$.x", "NumericEquals": rng.choice([1.5, 7, 42.0])}
     if kind == 0:
         return {"Variable": "$.n", "NumericGreaterThan": rng.randint(-2, 10)}
     if kind == 1:
@@ -509,7 +528,8 @@ class MotoInterpreter:
             function = self.functions[function_name(str(parameters["FunctionName"]))]
             payload = json.loads(parameters.get("Payload") or "null")
             try:
-                return {"StatusCode": 200, "Payload": function(payload, None)}
+                # AWS's order of the keys (less its response metadata, see LAMBDA_METADATA)
+                return {"Payload": function(payload, None), "StatusCode": 200}
             except Exception as exc:  # an unhandled Lambda error, as AWS reports it
                 body = {"errorMessage": str(exc), "errorType": type(exc).__name__}
                 return {"StatusCode": 200, "FunctionError": "Unhandled", "Payload": body}
@@ -602,6 +622,14 @@ def without_lambda_metadata(value: Any) -> Any:
         if isinstance(cause, dict) and "errorType" in cause:
             brief = {key: cause.get(key) for key in ("errorMessage", "errorType")}
             value = {**value, "Cause": json.dumps(brief, separators=(",", ":"))}
+    if isinstance(value, str) and value[:1] in "{[" and any(k in value for k in LAMBDA_METADATA):
+        # A whole Lambda result serialised into a string (States.JsonToString): compared
+        # without the metadata too, in the compact form JsonToString writes.
+        try:
+            parsed = json.loads(value)
+        except ValueError:
+            return value
+        return json.dumps(without_lambda_metadata(parsed), separators=(",", ":"))
     if isinstance(value, dict):
         return {
             key: without_lambda_metadata(item)
