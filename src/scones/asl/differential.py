@@ -244,6 +244,8 @@ def pass_state(rng: random.Random) -> dict[str, Any]:
         state["ResultPath"] = random_result_path(rng)
     if rng.random() < 0.15:
         state["InputPath"] = rng.choice(["$", "$.nested"])
+    if rng.random() < 0.1:
+        state["OutputPath"] = rng.choice(["$", "$.nested"])
     return state
 
 
@@ -292,6 +294,8 @@ def map_state(rng: random.Random) -> dict[str, Any]:
         state["ItemSelector"] = {"item.$": "$$.Map.Item.Value", "index.$": "$$.Map.Item.Index"}
     if rng.random() < 0.3:
         state["MaxConcurrency"] = rng.randint(0, 2)
+    if rng.random() < 0.2:
+        state["ToleratedFailureCount"] = rng.randint(0, 1)
     return state
 
 
@@ -300,7 +304,14 @@ def parallel_state(rng: random.Random) -> dict[str, Any]:
         {"StartAt": "B", "States": {"B": {**pass_state(rng), "End": True}}}
         for _ in range(rng.randint(1, 2))
     ]
-    return {"Type": "Parallel", "Branches": branches, "ResultPath": rng.choice(["$.par", "$"])}
+    state: dict[str, Any] = {
+        "Type": "Parallel",
+        "Branches": branches,
+        "ResultPath": rng.choice(["$.par", "$"]),
+    }
+    if rng.random() < 0.2:
+        state["ResultSelector"] = {"first.$": "$[0]", "all.$": "$"}
+    return state
 
 
 MAKERS: list[Callable[[random.Random], dict[str, Any]]] = [
@@ -337,14 +348,25 @@ def random_case(rng: random.Random) -> tuple[dict[str, Any], dict[str, Any]]:
         if state["Type"] in ("Task", "Map", "Parallel") and rng.random() < 0.4:
             state["Catch"] = [
                 {
-                    "ErrorEquals": ["States.ALL"],
-                    "ResultPath": rng.choice(["$.error", "$"]),
+                    # States.ALL only alone (and last): the spec requires it
+                    "ErrorEquals": rng.choice(
+                        [
+                            ["States.ALL"],
+                            ["States.ALL"],
+                            ["DeliberateError"],
+                            ["States.TaskFailed"],
+                            ["Other", "DeliberateError"],
+                        ]
+                    ),
+                    "ResultPath": rng.choice(["$.error", "$", None]),
                     "Next": rng.choice(["Done", "Failed"]),
                 }
             ]
         states[name] = state
     states["Done"] = {"Type": "Succeed"}
     states["Failed"] = {"Type": "Fail", "Error": "Generated", "Cause": "a generated Fail state"}
+    if rng.random() < 0.3:
+        states["Failed"] = {"Type": "Fail", "ErrorPath": "$.nested.k", "CausePath": "$.name"}
     definition = with_unique_names({"StartAt": names[0], "States": states})
     return without_unreachable(definition), random_input(rng)
 
