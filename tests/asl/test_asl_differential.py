@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import random
 
+import pytest
+
 from scones.asl import load
 from scones.asl.differential import (
     MotoInterpreter,
@@ -140,3 +142,88 @@ def test_lambda_metadata_is_left_out_of_json_strings_too() -> None:
     )
     assert without_lambda_metadata(ours) == '{"out":{"Payload":{},"StatusCode":200}}'
     assert without_lambda_metadata('{"a": 1}') == '{"a": 1}'  # no metadata: as it was
+
+
+def _map(items_path: str, inner: dict, **fields: object) -> dict:
+    processor = {"ProcessorConfig": {"Mode": "INLINE"}, "StartAt": "I", "States": {"I": inner}}
+    return {"Type": "Map", "ItemsPath": items_path, "ItemProcessor": processor, **fields}
+
+
+CATCH_ALL = [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "Done"}]
+DONE = {"Type": "Succeed"}
+
+
+@pytest.mark.parametrize(
+    ("states", "input", "events"),
+    [
+        pytest.param(  # ExecutionFailed(States.Runtime)/MapStateFailed at Map
+            {"M": _map("$.items", {"Type": "Pass", "End": True}, Catch=CATCH_ALL, End=True)},
+            {},
+            ["ExecutionStarted", "MapStateEntered", "ExecutionFailed"],
+            id="items-path-not-found",
+        ),
+        pytest.param(  # ExecutionFailed(States.Runtime)/MapStateFailed at Pass
+            {
+                "M": _map(
+                    "$.items",
+                    {"Type": "Pass", "Parameters": {"n.$": "$.n"}, "End": True},
+                    Catch=CATCH_ALL,
+                    End=True,
+                )
+            },
+            {"items": [7]},
+            [
+                "ExecutionStarted",
+                "MapStateEntered",
+                "MapStateStarted",
+                "MapIterationStarted",
+                "PassStateEntered",
+                "MapIterationFailed",
+                "ExecutionFailed",
+            ],
+            id="path-not-found-in-an-item",
+        ),
+        pytest.param(  # ExecutionFailed(States.Runtime)/ChoiceStateExited at Choice
+            {
+                "M": {
+                    "Type": "Choice",
+                    "Choices": [{"Variable": "$.x", "NumericEquals": 7, "Next": "Done"}],
+                    "Default": "Done",
+                }
+            },
+            {},
+            ["ExecutionStarted", "ChoiceStateEntered", "ExecutionFailed"],
+            id="choice-variable-not-found",
+        ),
+        pytest.param(  # MapIterationFailed/PassStateExited at Pass
+            {
+                "M": _map(
+                    "$.items",
+                    {"Type": "Pass", "ResultPath": "$.nested.out", "End": True},
+                    End=True,
+                )
+            },
+            {"items": [9]},
+            [
+                "ExecutionStarted",
+                "MapStateEntered",
+                "MapStateStarted",
+                "MapIterationStarted",
+                "PassStateEntered",
+                "MapIterationFailed",
+                "ExecutionFailed",
+            ],
+            id="result-path-on-a-number",
+        ),
+    ],
+)
+def test_our_side_of_each_triaged_class(states: dict, input: dict, events: list) -> None:
+    # The minimal cases of the classes triaged as moto's mistakes: a States.Runtime fails
+    # the execution at once, no Catch (docs/asl-conformance.md, "Triage").
+    definition = {"StartAt": "M", "States": {**states, "Done": DONE}}
+    ours = run_ours(without_unreachable(definition), input)
+    assert (ours.status, ours.error, list(ours.event_types)) == (
+        "FAILED",
+        "States.Runtime",
+        events,
+    )

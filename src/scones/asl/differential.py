@@ -752,19 +752,19 @@ def nested_machines(machine: dict[str, Any]) -> Iterator[dict[str, Any]]:
 
 
 def shrink_candidates(definition: dict[str, Any], input: Any) -> Iterator[tuple[dict, Any]]:
-    """Smaller variants: a state dropped (its predecessors skip it; the first state too,
-    when it has a Next), a field dropped or a Pass state's Parameters key dropped (in
+    """Smaller variants: a state dropped (its predecessors skip it to its Next, or a Choice's
+    Default; the first state too), a field dropped or a Pass state's Parameters key dropped (in
     nested machines too), an input key dropped."""
     states = definition["States"]
     start = states.get(definition["StartAt"], {})
-    if start.get("Type") != "Choice" and start.get("Next"):
+    if start.get("Next") or start.get("Default"):  # a Choice is replaced by its Default
         smaller = copy.deepcopy(definition)
-        smaller["StartAt"] = start["Next"]
+        smaller["StartAt"] = start.get("Next") or start["Default"]
         yield without_unreachable(smaller), input
     for name, state in states.items():
-        if name == definition["StartAt"] or state["Type"] == "Choice":
+        if name == definition["StartAt"]:
             continue
-        target = state.get("Next")
+        target = state.get("Next") or state.get("Default")
         smaller = copy.deepcopy(definition)
         del smaller["States"][name]
         for other in smaller["States"].values():
