@@ -218,8 +218,8 @@ DONE = {"Type": "Succeed"}
     ],
 )
 def test_our_side_of_each_triaged_class(states: dict, input: dict, events: list) -> None:
-    # The minimal cases of the classes triaged as moto's mistakes: a States.Runtime fails
-    # the execution at once, no Catch (docs/asl-conformance.md, "Triage").
+    # The minimal cases of the triaged classes (moto wrong or unspecified): a States.Runtime
+    # fails the execution at once, no Catch (docs/asl-conformance.md, "Triage").
     definition = {"StartAt": "M", "States": {**states, "Done": DONE}}
     ours = run_ours(without_unreachable(definition), input)
     assert (ours.status, ours.error, list(ours.event_types)) == (
