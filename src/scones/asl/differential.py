@@ -100,6 +100,10 @@ def _max_concurrency_not_integer(definition: dict, ours: Outcome, moto: Outcome)
     )
 
 
+def _moto_cannot_evaluate(definition: dict, ours: Outcome, moto: Outcome) -> bool:
+    return "'NoneType' object is not callable" in (moto.cause or "")
+
+
 def _runtime_error_in_map_iteration(definition: dict, ours: Outcome, moto: Outcome) -> bool:
     return (
         ours.error == moto.error == "States.Runtime"
@@ -126,6 +130,17 @@ def _branch_scheduling(definition: dict, ours: Outcome, moto: Outcome) -> bool:
 
 
 CAUSES: tuple[Cause, ...] = (
+    Cause(
+        "moto-has-no-evaluator",
+        "moto wrong",
+        "moto fails the execution with \"'NoneType' object is not callable\" where a state "
+        "reads a variable ($label in a template, a variable assigned from an intrinsic): its "
+        "JSONata evaluator, which it also uses for variables, is left unset "
+        "(moto.stepfunctions.parser.asl.jsonata.jsonata: _eval_jsonata = None). Variables "
+        "in templates are in the developer guide (Passing data between states with "
+        "variables) and in 24 recorded cases, which we pass.",
+        _moto_cannot_evaluate,
+    ),
     Cause(
         "choice-on-absent-variable",
         "moto wrong",
