@@ -277,3 +277,22 @@ def test_missing_lambda_function_name_refused() -> None:
     with pytest.raises(MissingResourceError) as info:
         load(d, Resources())
     assert "FunctionName 'ghost'" in info.value.problems[0]
+
+
+def test_a_state_name_is_unique_in_the_whole_machine() -> None:
+    # Found by the differential fuzzer (both sides ran it); the ASL spec ("States"): "state
+    # names MUST be unique within the scope of the whole state machine", and AWS's validator
+    # refuses it (DUPLICATE_STATE_NAME: "The same state name appears more than once").
+    branch = {"StartAt": "B", "States": {"B": {"Type": "Pass", "End": True}}}
+    item_processor = {"StartAt": "A", "States": {"A": {"Type": "Pass", "End": True}}}
+    definition = _one(
+        {
+            "A": {"Type": "Parallel", "Branches": [branch, branch], "Next": "M"},
+            "M": {"Type": "Map", "ItemProcessor": item_processor, "End": True},
+        }
+    )
+    assert _problems(definition) == [
+        "/States/A/Branches/1/States/B: duplicate state name 'B' (also "
+        "/States/A/Branches/0/States/B)",
+        "/States/M/ItemProcessor/States/A: duplicate state name 'A' (also /States/A)",
+    ]

@@ -344,7 +344,10 @@ def test_parallel_output_keeps_branch_order() -> None:
                 "Type": "Parallel",
                 "End": True,
                 "Branches": [
-                    {"StartAt": "b", "States": {"b": {"Type": "Pass", "Result": i, "End": True}}}
+                    {
+                        "StartAt": f"b{i}",
+                        "States": {f"b{i}": {"Type": "Pass", "Result": i, "End": True}},
+                    }
                     for i in range(5)
                 ],
             }
@@ -361,11 +364,14 @@ def test_parallel_branches_run_concurrently() -> None:
         barrier.wait()  # deadlocks (then BrokenBarrierError) unless all three run at once
         return event
 
-    branch = {
-        "StartAt": "t",
-        "States": {"t": {"Type": "Task", "Resource": LAMBDA_ARN, "End": True}},
-    }
-    m = _machine({"P": {"Type": "Parallel", "End": True, "Branches": [branch] * 3}}, start="P")
+    branches = [
+        {
+            "StartAt": f"t{i}",
+            "States": {f"t{i}": {"Type": "Task", "Resource": LAMBDA_ARN, "End": True}},
+        }
+        for i in range(3)  # state names are unique in the whole machine
+    ]
+    m = _machine({"P": {"Type": "Parallel", "End": True, "Branches": branches}}, start="P")
     ex = execute(m, {"v": 1}, _res(meet), clock=FakeClock())
     assert ex.status == "SUCCEEDED", ex.cause
     assert ex.output == [{"v": 1}] * 3

@@ -154,6 +154,7 @@ def compile_machine(definition: Any) -> Machine:
     definition = parse_definition(definition)
     problems: list[str] = []
     machine = _compile_machine(definition, "", problems, JSONPATH, top=True)
+    _check_unique_names(definition, "", {}, problems)
     if problems:
         raise DefinitionError(problems)
     machine.definition = definition
@@ -213,6 +214,29 @@ def _compile_machine(
     if isinstance(start, str) and start in states:
         _check_reachable(start, states, loc, problems)
     return machine
+
+
+def _check_unique_names(spec: Any, loc: str, seen: dict[str, str], problems: list[str]) -> None:
+    """State names are unique within the whole state machine, nested machines (Parallel
+    branches, Map item processors) included: the ASL spec ("States") requires it and AWS
+    refuses a definition that repeats one (DUPLICATE_STATE_NAME)."""
+    states = spec.get("States") if isinstance(spec, dict) else None
+    if not isinstance(states, dict):
+        return
+    for name, state_spec in states.items():
+        state_loc = f"{loc}/States/{name}"
+        if name in seen:
+            problems.append(f"{state_loc}: duplicate state name {name!r} (also {seen[name]})")
+        else:
+            seen[name] = state_loc
+        if not isinstance(state_spec, dict):
+            continue
+        branches = state_spec.get("Branches")
+        for index, branch in enumerate(branches if isinstance(branches, list) else []):
+            _check_unique_names(branch, f"{state_loc}/Branches/{index}", seen, problems)
+        for key in ("ItemProcessor", "Iterator"):
+            if key in state_spec:
+                _check_unique_names(state_spec[key], f"{state_loc}/{key}", seen, problems)
 
 
 def _check_reachable(start: str, states: dict[str, Any], loc: str, problems: list[str]) -> None:
