@@ -183,3 +183,37 @@ def test_both_sides_agree_on_a_pass_chain_and_shrinking_keeps_the_signature() ->
         signature = "status FAILED/FAILED"  # never matched: nothing to shrink towards
         smaller, _ = shrink(moto, planted, {"n": 1}, signature)
         assert smaller == planted
+
+
+def _state_names(machine: dict) -> list[str]:
+    names = []
+    for name, state in machine["States"].items():
+        names.append(name)
+        for nested in [state.get("ItemProcessor"), *state.get("Branches", [])]:
+            if nested:
+                names += _state_names(nested)
+    return names
+
+
+def test_generated_state_names_are_unique_in_the_whole_machine() -> None:
+    rng = random.Random(0)
+    nested_seen = 0
+    for _ in range(300):
+        definition, _ = random_case(rng)
+        names = _state_names(definition)
+        assert len(names) == len(set(names)), definition
+        nested_seen += len(names) - len(definition["States"])
+    assert nested_seen > 50  # the generator did make Maps and Parallels
+
+
+def test_moto_gets_the_definition_with_its_keys_in_order() -> None:
+    definition = {
+        "StartAt": "P",
+        "States": {
+            "P": {"Type": "Pass", "Parameters": {"b": 1, "a": 2}, "ResultPath": "$.o", "Next": "J"},
+            "J": {"Type": "Pass", "Parameters": {"s.$": "States.JsonToString($.o)"}, "End": True},
+        },
+    }
+    with MotoInterpreter().patched() as moto:
+        theirs = moto.run(definition, {})
+    assert theirs.output == run_ours(definition, {}).output == {"s": '{"b":1,"a":2}'}

@@ -58,8 +58,8 @@ DEFINITION = {
                 {
                     "StartAt": "Pause",
                     "States": {
-                        "Pause": {"Type": "Wait", "Seconds": 1, "Next": "Same"},
-                        "Same": {"Type": "Pass", "End": True},
+                        "Pause": {"Type": "Wait", "Seconds": 1, "Next": "Settle"},
+                        "Settle": {"Type": "Pass", "End": True},
                     },
                 },
             ],
@@ -70,7 +70,7 @@ DEFINITION = {
             "Type": "Map",
             "ItemsPath": "$.items",
             "ItemProcessor": {
-                "StartAt": "Same",  # the name of a state in the Parallel: kept apart
+                "StartAt": "Same",  # names are unique in a whole machine (ASL spec)
                 "States": {
                     "Same": {
                         "Type": "Task",
@@ -108,7 +108,7 @@ def test_each_state_gets_the_status_the_console_shows() -> None:
         "Fan": "succeeded",
         "Fan/0/Flaky": "succeeded",
         "Fan/1/Pause": "succeeded",
-        "Fan/1/Same": "succeeded",
+        "Fan/1/Settle": "succeeded",
         "Each": "succeeded",
         "Each/0/Same": "caught",
         "Each/0/Recover": "succeeded",
@@ -147,7 +147,7 @@ def test_the_graph_draws_every_state_coloured_and_the_edges_by_kind() -> None:
             "Fan",
             "Fan/0/Flaky",
             "Fan/1/Pause",
-            "Fan/1/Same",
+            "Fan/1/Settle",
             "Each",
             "Each/0/Same",
             "Each/0/Recover",

@@ -461,7 +461,31 @@ def random_case(rng: random.Random) -> tuple[dict[str, Any], dict[str, Any]]:
         states[name] = state
     states["Done"] = {"Type": "Succeed"}
     states["Failed"] = {"Type": "Fail", "Error": "Generated", "Cause": "a generated Fail state"}
-    return without_unreachable({"StartAt": names[0], "States": states}), random_input(rng)
+    definition = with_unique_names({"StartAt": names[0], "States": states})
+    return without_unreachable(definition), random_input(rng)
+
+
+def with_unique_names(definition: dict[str, Any]) -> dict[str, Any]:
+    """Nested states renamed after the state that holds them (S1 -> S1.Inner, S2 -> S2.B0.B):
+    a state name must be unique in the whole machine (ASL spec, "States"; AWS refuses a
+    repeat with DUPLICATE_STATE_NAME), and two Maps or branches built alike share names."""
+    definition = copy.deepcopy(definition)
+    for name, state in definition["States"].items():
+        if "ItemProcessor" in state:
+            nested = [(name, state["ItemProcessor"])]
+        else:
+            nested = [(f"{name}.B{i}", branch) for i, branch in enumerate(state.get("Branches", []))]
+        for prefix, machine in nested:
+            renamed = {old: f"{prefix}.{old}" for old in machine["States"]}
+            machine["StartAt"] = renamed[machine["StartAt"]]
+            machine["States"] = {renamed[old]: inner for old, inner in machine["States"].items()}
+            for inner in machine["States"].values():
+                for rule in [inner, *inner.get("Catch", []), *inner.get("Choices", [])]:
+                    if rule.get("Next") in renamed:
+                        rule["Next"] = renamed[rule["Next"]]
+                if inner.get("Default") in renamed:
+                    inner["Default"] = renamed[inner["Default"]]
+    return definition
 
 
 def targets(state: dict[str, Any]) -> list[str]:
@@ -633,7 +657,9 @@ class MotoInterpreter:
     def machine_for(self, definition: dict[str, Any]) -> Any:
         """moto's state machine for ``definition``: created once while the same definition
         runs again (a throughput run), replaced when it changes (a fuzzing run)."""
-        text = json.dumps(definition, sort_keys=True)
+        # Not sort_keys: a payload template builds its object in its own key order, which
+        # States.JsonToString and the output show.
+        text = json.dumps(definition)
         if self._machine is not None and self._machine_text == text:
             return self._machine
         if self._machine is not None:
