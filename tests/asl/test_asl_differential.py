@@ -9,6 +9,7 @@ from scones.asl.differential import (
     CAUSES,
     MotoInterpreter,
     Outcome,
+    case,
     class_of,
     difference,
     explain,
@@ -70,6 +71,14 @@ def test_a_seeded_run_is_the_same_run_every_time() -> None:
     assert first.executions == second.executions == 60
     assert first.classes == second.classes and first.causes == second.causes
     assert first.minimal == second.minimal
+
+
+def test_a_run_split_across_processes_finds_what_one_process_finds() -> None:
+    one, split = run(3, 24, shrink_cases=False), run(3, 24, shrink_cases=False, jobs=2)
+    assert split.executions == one.executions == 24
+    assert split.classes == one.classes and split.causes == one.causes
+    # Case 9 of the seed is the same case alone as inside the run.
+    assert case(3, 9) == case(3, 9) != case(3, 10)
 
 
 def test_smoke_every_disagreement_of_a_short_seeded_run_has_a_triaged_cause() -> None:

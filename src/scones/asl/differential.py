@@ -1,6 +1,6 @@
 """Differential testing of scones.asl against moto's Step Functions interpreter.
 
-    python -m scones.asl.differential [--seed N] [--count N] [--json] [--out DIR]
+    python -m scones.asl.differential [--seed N] [--count N] [--jobs N] [--json] [--out DIR]
 
 Generates random but valid state machines and inputs from a small grammar of the language
 (Pass with payload templates and intrinsic functions, Choice with its operators, Wait with
@@ -10,7 +10,8 @@ embedded in moto), and compares status, error, output and the event types. Both 
 in process: moto's backend is called directly and each execution runs to its end on the
 calling thread; the Lambda tasks of both sides are answered by the same Python functions;
 neither side sleeps (a FakeClock here, moto's waits patched out there). Everything is
-seeded: ``--seed S --count N`` is the same N cases on every machine.
+seeded: ``--seed S --count N`` is the same N cases on every machine, and case i of a seed
+is the same case in any run (``case(seed, i)``).
 
 A disagreement is classified by what differs (status, error, output, event types; in order,
 or as counts where branches run at once) and the state types of its minimal case: it is
@@ -31,11 +32,13 @@ import copy
 import itertools
 import json
 import logging
+import multiprocessing
 import random
 import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -474,7 +477,9 @@ def with_unique_names(definition: dict[str, Any]) -> dict[str, Any]:
         if "ItemProcessor" in state:
             nested = [(name, state["ItemProcessor"])]
         else:
-            nested = [(f"{name}.B{i}", branch) for i, branch in enumerate(state.get("Branches", []))]
+            nested = [
+                (f"{name}.B{i}", branch) for i, branch in enumerate(state.get("Branches", []))
+            ]
         for prefix, machine in nested:
             renamed = {old: f"{prefix}.{old}" for old in machine["States"]}
             machine["StartAt"] = renamed[machine["StartAt"]]
@@ -898,6 +903,17 @@ class Report:
             total.update(found)
         return total
 
+    def merge(self, other: Report) -> None:
+        """Add another slice's findings (the first slice's minimal case of a class stays)."""
+        self.executions += other.executions
+        self.classes.update(other.classes)
+        for name, found in other.causes.items():
+            self.causes.setdefault(name, Counter()).update(found)
+        for name, minimal in other.minimal.items():
+            self.minimal.setdefault(name, minimal)
+        for key, name in other.known.items():
+            self.known.setdefault(key, name)
+
     def to_dict(self) -> dict[str, Any]:
         verdicts = {cause.name: cause for cause in CAUSES}
         return {
@@ -927,13 +943,43 @@ class Report:
         }
 
 
-def run(seed: int, count: int, *, shrink_cases: bool = True) -> Report:
-    rng = random.Random(seed)
-    report = Report(seed)
+def case(seed: int, index: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Case ``index`` of seed ``seed``: each case has its own generator, so any one of a long
+    run is reproduced alone, and a run splits across processes."""
+    return random_case(random.Random(f"{seed}/{index}"))
+
+
+def run(seed: int, count: int, *, shrink_cases: bool = True, jobs: int = 1) -> Report:
+    """Cases 0 .. count-1 of ``seed``, in ``jobs`` processes (each a contiguous slice).
+
+    The counts per cause and the executions are the same for any ``jobs``; with shrinking,
+    a class first met in another slice may shrink to another minimal case (and name)."""
     started = time.perf_counter()
+    if jobs <= 1 or count < 2 * jobs:
+        report = run_slice(seed, 0, count, shrink_cases)
+    else:
+        bounds = [count * job // jobs for job in range(jobs + 1)]
+        context = multiprocessing.get_context("spawn")  # moto's patches stay in each child
+        with ProcessPoolExecutor(jobs, mp_context=context) as pool:
+            slices = pool.map(
+                run_slice,
+                itertools.repeat(seed),
+                bounds[:-1],
+                bounds[1:],
+                itertools.repeat(shrink_cases),
+            )
+            report = Report(seed)
+            for part in slices:
+                report.merge(part)
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def run_slice(seed: int, start: int, stop: int, shrink_cases: bool = True) -> Report:
+    report = Report(seed)
     with MotoInterpreter().patched() as moto:
-        for _ in range(count):
-            definition, input = random_case(rng)
+        for index in range(start, stop):
+            definition, input = case(seed, index)
             found, ours, theirs = signature_of(moto, definition, input)
             report.executions += 1
             if found is None:
@@ -945,10 +991,11 @@ def run(seed: int, count: int, *, shrink_cases: bool = True) -> Report:
                 if shrink_cases:
                     definition, input = shrink(moto, definition, input, found)
                 name = report.known[key] = class_of(found, definition)
-                report.minimal.setdefault(name, {"definition": definition, "input": input})
+                report.minimal.setdefault(
+                    name, {"definition": definition, "input": input, "case": index}
+                )
             report.classes[name] += 1
             report.causes.setdefault(name, Counter())[cause.name if cause else UNEXPLAINED] += 1
-    report.seconds = time.perf_counter() - started
     return report
 
 
@@ -959,11 +1006,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--out", type=Path, help="write each class's minimal case here")
     parser.add_argument("--no-shrink", action="store_true", help="keep the first case as is")
+    parser.add_argument(
+        "--jobs", type=int, default=1, help="processes, each running a slice of the cases"
+    )
     args = parser.parse_args(argv)
     if args.count < 1:
         parser.error(f"--count must be at least 1, got {args.count}")
+    if args.jobs < 1:
+        parser.error(f"--jobs must be at least 1, got {args.jobs}")
     try:
-        report = run(args.seed, args.count, shrink_cases=not args.no_shrink)
+        report = run(args.seed, args.count, shrink_cases=not args.no_shrink, jobs=args.jobs)
     except MotoMissingError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -7,7 +7,11 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from .encoding import encode_json, encode_with_known_member, exceeds_payload_limit
+from .encoding import (
+    encode_with_known_member,
+    exceeds_payload_limit,
+    marshal_json,
+)
 from .errors import (
     DATA_LIMIT_EXCEEDED,
     RUNTIME,
@@ -118,7 +122,7 @@ def invoke_task(
                 {
                     "resourceType": kind.resource_type,
                     "resource": kind.resource,
-                    "output": encode_json(output),
+                    "output": marshal_json(output),
                     "outputDetails": {"truncated": False},
                 },
             )
@@ -146,7 +150,7 @@ def invoke_task(
         if invoker is None:
             raise StatesError(RUNTIME, f"No handler is registered for resource '{state.resource}'")
         result = _call_with_timeout(run, invoker, request, task_input.timeout_seconds)
-        result_text = encode_json(result)
+        result_text = marshal_json(result)  # as Lambda marshals what a handler returns
         if exceeds_payload_limit(result_text):
             name = kind.resource if kind.legacy_lambda else kind.resource_type
             raise StatesError(

@@ -7,7 +7,8 @@ zlib costs more than the rest of the runtime, so a stored history (format 3) is:
 - one byte ``\\x03`` (formats 1 and 2 are bare zlib streams, which start with ``x``);
 - a zlib stream of text: a first line ``{"events": [...], "payloads": [[event index,
   details key, field, line], ...], "runs": [[kind, bytes], ...]}`` with those detail fields
-  set to null, then one line per distinct long detail string (JSON text never holds a raw
+  set to 0 (null before 2026-12-03), then one line per distinct long detail string (JSON
+  text never holds a raw
   newline); in those lines, each long run of characters between two double quotes (the
   image) is stored once and replaced by a marker ``\\x00<n>\\x00``;
 - the runs, one after another, outside zlib: canonical base64 as its decoded bytes (kind
@@ -25,6 +26,8 @@ import json
 import zlib
 from datetime import UTC, datetime
 from typing import Any
+
+import orjson
 
 from scones.times import iso_utc
 
@@ -79,7 +82,7 @@ def encode_history(events: list[dict]) -> tuple[bytes, list[dict]]:
                     refs.append([index, key, field, line])
                     if moved is None:
                         moved = dict(details)
-                    moved[field] = None
+                    moved[field] = 0  # filled in on reading; not null, see _encode_head
             if moved is not None:
                 if event is stored[-1]:
                     event = dict(event)
@@ -136,9 +139,27 @@ def json_default(value: Any) -> Any:
 
 
 # Histories are trees the runtime built (no cycles to look for): a sixth cheaper.
-_encode_head = json.JSONEncoder(
+_encode_head_stdlib = json.JSONEncoder(
     separators=(",", ":"), ensure_ascii=False, check_circular=False, default=json_default
 ).encode
+_ORJSON_OPTIONS = (
+    orjson.OPT_PASSTHROUGH_SUBCLASS
+    | orjson.OPT_PASSTHROUGH_DATETIME
+    | orjson.OPT_PASSTHROUGH_DATACLASS
+)
+
+
+def _encode_head(head: dict[str, Any]) -> str:
+    """The head's JSON text, by orjson (a tenth of the standard library's CPU). The standard
+    library writes it where orjson would not read back the same: a NaN or an infinity
+    (orjson writes null, hence the placeholders are 0), a subclass, a big integer."""
+    try:
+        data = orjson.dumps(head, default=json_default, option=_ORJSON_OPTIONS)
+    except TypeError:
+        return _encode_head_stdlib(head)
+    if b"null" in data:
+        return _encode_head_stdlib(head)
+    return data.decode("utf-8")
 
 
 def _set_runs_apart(lines: list[str]) -> tuple[list[str], list[str]]:
