@@ -226,3 +226,58 @@ def test_moto_gets_the_definition_with_its_keys_in_order() -> None:
     with MotoInterpreter().patched() as moto:
         theirs = moto.run(definition, {})
     assert theirs.output == run_ours(definition, {}).output == {"s": '{"b":1,"a":2}'}
+
+
+def test_moto_s_own_failures_are_noted_and_explain_what_they_hide() -> None:
+    # An iteration assigning a variable its outer scope holds: moto refuses (LocalStack's
+    # IllegalOuterScopeWrite), we bind it in the iteration. Unspecified: no recording.
+    shadowing = {
+        "StartAt": "S0",
+        "States": {
+            "S0": {"Type": "Pass", "Assign": {"label.$": "$.name"}, "Next": "S1"},
+            "S1": {
+                "Type": "Map",
+                "ItemsPath": "$.items",
+                "ItemProcessor": {
+                    "ProcessorConfig": {"Mode": "INLINE"},
+                    "StartAt": "S1.Inner",
+                    "States": {"S1.Inner": {"Type": "Pass", "Assign": {"label": "x"}, "End": True}},
+                },
+                "End": True,
+            },
+        },
+    }
+    # A branch reading an outer variable: moto's unset evaluator fails the branch, and its
+    # re-raise of that States.Runtime fails again, hiding the first cause.
+    reading = {
+        "StartAt": "S0",
+        "States": {
+            "S0": {"Type": "Pass", "Assign": {"limit.$": "$.n"}, "Next": "S1"},
+            "S1": {
+                "Type": "Parallel",
+                "Branches": [
+                    {
+                        "StartAt": "S1.B0.B",
+                        "States": {
+                            "S1.B0.B": {
+                                "Type": "Pass",
+                                "Parameters": {"v.$": "$limit"},
+                                "End": True,
+                            }
+                        },
+                    }
+                ],
+                "End": True,
+            },
+        },
+    }
+    expected = {"inner-scope-assigns-outer-variable": shadowing, "moto-has-no-evaluator": reading}
+    with MotoInterpreter().patched() as moto:
+        for name, definition in expected.items():
+            input = {"name": "moto", "n": 2, "items": [1]}
+            ours, theirs = run_ours(definition, input), moto.run(definition, input)
+            assert (ours.status, theirs.status) == ("SUCCEEDED", "FAILED")
+            cause = explain(definition, ours, theirs)
+            assert cause is not None and cause.name == name
+    assert run_ours(shadowing, {"name": "moto", "items": [1]}).output == [1]
+    assert run_ours(reading, {"n": 2}).output == [{"v": 2}]

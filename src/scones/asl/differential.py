@@ -104,7 +104,15 @@ def _max_concurrency_not_integer(definition: dict, ours: Outcome, moto: Outcome)
 
 
 def _moto_cannot_evaluate(definition: dict, ours: Outcome, moto: Outcome) -> bool:
-    return "'NoneType' object is not callable" in (moto.cause or "")
+    # The cause text is lost where a branch or iteration failed: moto then fails again,
+    # re-raising a States.* error name it refuses; the note survives.
+    return NOTE_NO_EVALUATOR in moto.notes or "'NoneType' object is not callable" in (
+        moto.cause or ""
+    )
+
+
+def _inner_scope_assigns_outer_variable(definition: dict, ours: Outcome, moto: Outcome) -> bool:
+    return NOTE_OUTER_SCOPE_WRITE in moto.notes
 
 
 def _runtime_error_in_map_iteration(definition: dict, ours: Outcome, moto: Outcome) -> bool:
@@ -143,6 +151,20 @@ CAUSES: tuple[Cause, ...] = (
         "in templates are in the developer guide (Passing data between states with "
         "variables) and in 24 recorded cases, which we pass.",
         _moto_cannot_evaluate,
+    ),
+    Cause(
+        "inner-scope-assigns-outer-variable",
+        "unspecified",
+        "A state inside a Map iteration or a Parallel branch assigns a variable that an outer "
+        "scope already holds: we bind it in the inner scope (the outer value is untouched and "
+        "reads inside the scope see the new one); moto fails the iteration or branch "
+        "(IllegalOuterScopeWrite, 'Cannot bind value ... as it belongs to an outer scope', "
+        "taken from LocalStack), an error with no AWS wording. The recordings show inner "
+        "scopes reading outer variables (BASE_SCOPE_MAP, BASE_SCOPE_PARALLEL, "
+        "BASE_REFERENCE_IN_ITERATOR_OUTER_SCOPE) and none assigning one; the developer guide "
+        "says inner scopes read outer variables and outer scopes never see inner ones. A "
+        "recording would settle it: if AWS refuses, ours is wrong.",
+        _inner_scope_assigns_outer_variable,
     ),
     Cause(
         "choice-on-absent-variable",
@@ -525,6 +547,14 @@ class Outcome:
     cause: str | None = None  # not compared (wordings differ); read by the triage
     # What each Lambda call was given (JSON, sorted: concurrent branches call in any order).
     task_inputs: tuple[str, ...] = ()
+    # moto only: the paths of its own it took that no AWS execution has (NOTE_*).
+    notes: frozenset[str] = frozenset()
+
+
+# moto called its JSONata evaluator, which it leaves unset (it samples variables with it).
+NOTE_NO_EVALUATOR = "no-evaluator"
+# moto refused to bind a variable in an inner scope because an outer scope holds it.
+NOTE_OUTER_SCOPE_WRITE = "outer-scope-write"
 
 
 def task_input_text(payload: Any) -> str:
@@ -590,6 +620,7 @@ class MotoInterpreter:
         self._names = (f"d{n}" for n in _MACHINE_NUMBERS)
         self._machine: Any = None
         self._calls: list[str] = []  # the payloads of this run's Lambda calls
+        self._notes: set[str] = set()  # NOTE_* of this run
         self._machine_text = ""
 
     @contextmanager
@@ -607,7 +638,23 @@ class MotoInterpreter:
         from moto.stepfunctions.parser.asl.component.state.wait.wait_function import (
             wait_function,
         )
+        from moto.stepfunctions.parser.asl.eval import variable_store
+        from moto.stepfunctions.parser.asl.jsonata import jsonata
         from moto.stepfunctions.parser.backend import execution_worker
+
+        def no_evaluator(expression: str) -> Any:
+            # What moto does with its evaluator unset (calls None), noted for the triage.
+            self._notes.add(NOTE_NO_EVALUATOR)
+            raise TypeError("'NoneType' object is not callable")
+
+        unnoted_set = variable_store.VariableStore.set
+
+        def noted_set(store: Any, *args: Any, **kwargs: Any) -> None:
+            try:
+                unnoted_set(store, *args, **kwargs)
+            except variable_store.IllegalOuterScopeWrite:
+                self._notes.add(NOTE_OUTER_SCOPE_WRITE)
+                raise
 
         def invoke(parameters: dict, region: str, state_credentials: Any) -> dict[str, Any]:
             function = self.functions[function_name(str(parameters["FunctionName"]))]
@@ -649,6 +696,8 @@ class MotoInterpreter:
             (execution_worker.ExecutionWorker, "start", lambda worker: worker._execution_logic()),
             (wait_function.WaitFunction, "_wait_interval", lambda self, env, wait_seconds: None),
             (retrier_decl, "time", NoSleep),
+            (jsonata, "_eval_jsonata", no_evaluator),
+            (variable_store.VariableStore, "set", noted_set),
         ]
         saved = [(owner, name, getattr(owner, name)) for owner, name, _ in patches]
         for owner, name, value in patches:
@@ -677,6 +726,7 @@ class MotoInterpreter:
 
     def run(self, definition: dict[str, Any], input: Any) -> Outcome:
         self._calls = []
+        self._notes = set()
         machine = self.machine_for(definition)
         execution = self.backend.start_execution(
             machine.arn, name=next(self._names), execution_input=json.dumps(input)
@@ -695,6 +745,7 @@ class MotoInterpreter:
             tuple(str(getattr(event["type"], "value", event["type"])) for event in events),
             execution.cause,
             tuple(sorted(self._calls)),
+            frozenset(self._notes),
         )
 
 
