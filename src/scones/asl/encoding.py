@@ -6,39 +6,9 @@ import datetime as _dt
 import json
 from typing import Any
 
-import orjson
-
 PAYLOAD_LIMIT = 256 * 1024
 
-# The text Step Functions payloads have here: compact, non-ASCII kept. It also refuses what
-# a Lambda's Python runtime cannot marshal (a UUID, an Enum, a datetime).
-marshal_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
-
-# Anything orjson would spell otherwise goes to the standard library instead: subclasses,
-# datetimes and dataclasses are passed through to a missing default (TypeError), and so are
-# big integers, non-string keys and lone surrogates.
-_ORJSON_OPTIONS = (
-    orjson.OPT_PASSTHROUGH_SUBCLASS
-    | orjson.OPT_PASSTHROUGH_DATETIME
-    | orjson.OPT_PASSTHROUGH_DATACLASS
-)
-# What orjson writes for floats the standard library spells differently: 1e-05 as 0.00001,
-# 1e-07 as 1e-7, NaN and Infinity as null. Text holding any of these (in a string, too) is
-# written again by the standard library.
-_ORJSON_MAY_DIFFER = (b"e-", b"0.0000", b"null")
-
-
-def encode_json(value: Any) -> str:
-    """``marshal_json(value)`` byte for byte, about ten times faster on long strings (a
-    base64 image), for values built from JSON: the runtime's own payloads. A Task's
-    result from a handler, which may hold any Python object, goes through ``marshal_json``."""
-    try:
-        data = orjson.dumps(value, option=_ORJSON_OPTIONS)
-    except TypeError:
-        return marshal_json(value)
-    if any(pattern in data for pattern in _ORJSON_MAY_DIFFER):
-        return marshal_json(value)
-    return data.decode("utf-8")
+encode_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
 def encode_with_known_member(value: Any, known: Any, known_text: str) -> str:

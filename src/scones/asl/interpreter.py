@@ -6,7 +6,7 @@ import uuid
 from typing import Any
 
 from .clock import Clock, SystemClock
-from .encoding import encode_json, exceeds_payload_limit, marshal_json
+from .encoding import encode_json, exceeds_payload_limit
 from .errors import (
     DATA_LIMIT_EXCEEDED,
     TIMEOUT,
@@ -60,7 +60,7 @@ def run_execution(
     if machine.timeout_seconds is not None:
         run.deadline = start + machine.timeout_seconds
     top = Track(0, None, Variables())
-    input_text = marshal_json(input)  # the caller's value: refuse what AWS cannot hold
+    input_text = encode_json(input)
     run.emit(
         top,
         "ExecutionStarted",

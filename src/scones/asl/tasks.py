@@ -7,11 +7,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from .encoding import (
-    encode_with_known_member,
-    exceeds_payload_limit,
-    marshal_json,
-)
+from .encoding import encode_json, encode_with_known_member, exceeds_payload_limit
 from .errors import (
     DATA_LIMIT_EXCEEDED,
     RUNTIME,
@@ -122,7 +118,7 @@ def invoke_task(
                 {
                     "resourceType": kind.resource_type,
                     "resource": kind.resource,
-                    "output": marshal_json(output),
+                    "output": encode_json(output),
                     "outputDetails": {"truncated": False},
                 },
             )
@@ -150,7 +146,7 @@ def invoke_task(
         if invoker is None:
             raise StatesError(RUNTIME, f"No handler is registered for resource '{state.resource}'")
         result = _call_with_timeout(run, invoker, request, task_input.timeout_seconds)
-        result_text = marshal_json(result)  # as Lambda marshals what a handler returns
+        result_text = encode_json(result)
         if exceeds_payload_limit(result_text):
             name = kind.resource if kind.legacy_lambda else kind.resource_type
             raise StatesError(
