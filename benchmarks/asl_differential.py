@@ -1,11 +1,11 @@
 """The differential fuzzer as a benchmark: a long seeded run of `scones.asl` against moto.
 
-    .venv/bin/python benchmarks/asl_differential.py [--seed 1] [--count 10000] [--json]
+    .venv/bin/python benchmarks/asl_differential.py [--seed 1] [--count 10000] [--jobs N] [--json]
 
 Prints the executions per second of the comparison, the disagreements by triaged cause
 (scones.asl.differential.CAUSES) and by class, and exits 1 when any disagreement has no
 triaged cause. `make test` runs a short seeded run of the same (tests/asl); the 100,000-case
-run recorded in docs/asl-conformance.md is `--count 100000`.
+run recorded in docs/asl-conformance.md is `--seed 2026 --count 100000 --jobs 2 --no-shrink`.
 """
 
 from __future__ import annotations
@@ -24,9 +24,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seed", type=int, default=1, help="the generator's seed")
     parser.add_argument("--count", type=int, default=10_000, help="cases to run")
+    parser.add_argument("--jobs", type=int, default=1, help="processes (default 1)")
+    parser.add_argument("--no-shrink", action="store_true", help="keep each class's first case")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     args = parser.parse_args()
-    report = run(args.seed, args.count)
+    if args.jobs < 1:
+        parser.error(f"--jobs must be at least 1, got {args.jobs}")
+    report = run(args.seed, args.count, shrink_cases=not args.no_shrink, jobs=args.jobs)
     summary = report.to_dict()
     summary.update(
         machine=f"{platform.machine()}, {os.cpu_count()} cores",
