@@ -92,6 +92,12 @@ CAUSES: dict[str, str] = {
         "unexpected result type. Expected 'array', but was '{type}' for value: {json}"
     ),
     "jsonata_map_input_not_array": "Map state input must be an array but was: {json}",
+    # Fail: an ErrorPath or CausePath that selects something other than a string (the
+    # developer guide: "must select a field whose value is a string"). Not recorded: worded
+    # as the recorded MaxConcurrencyPath and TimeoutSecondsPath value errors are.
+    "fail_path_not_string": (
+        'The {field} field refers to value "{value}" which is not a valid string: {path}'
+    ),
     "map_input_not_array": (
         "Invalid path '{path}' : Map state input must be an array but was: {json}"
     ),

@@ -131,6 +131,14 @@ def _result_path_not_applicable(definition: dict, ours: Outcome, moto: Outcome) 
     )
 
 
+def _fail_path_not_string(definition: dict, ours: Outcome, moto: Outcome) -> bool:
+    return ours.error == "States.Runtime" and "which is not a valid string" in (ours.cause or "")
+
+
+def _empty_error_name(definition: dict, ours: Outcome, moto: Outcome) -> bool:
+    return ours.error == "" and moto.error is None
+
+
 def _branch_scheduling(definition: dict, ours: Outcome, moto: Outcome) -> bool:
     return (
         concurrent(definition)
@@ -151,6 +159,26 @@ CAUSES: tuple[Cause, ...] = (
         "in templates are in the developer guide (Passing data between states with "
         "variables) and in 24 recorded cases, which we pass.",
         _moto_cannot_evaluate,
+    ),
+    Cause(
+        "fail-path-not-string",
+        "moto wrong",
+        "A Fail state whose ErrorPath or CausePath selects a number (or anything but a "
+        "string): we fail the execution with States.Runtime; moto passes the value on as the "
+        "cause, and crashes on it as an error name. Settled by the developer guide, Fail "
+        "state: ErrorPath and CausePath must select a field whose value is a string. Which "
+        "error and wording AWS reports is not recorded (ours: States.Runtime, worded as the "
+        "recorded MaxConcurrencyPath value errors).",
+        _fail_path_not_string,
+    ),
+    Cause(
+        "fail-empty-error-name",
+        "unspecified",
+        "A Fail state whose ErrorPath selects an empty string: we fail the execution with the "
+        "error name '' ; moto reports no error name (a truthiness test in its Fail state). "
+        "Nothing recorded has an empty error name; an empty string is a string, as the "
+        "developer guide asks of ErrorPath.",
+        _empty_error_name,
     ),
     Cause(
         "inner-scope-assigns-outer-variable",
@@ -307,6 +335,12 @@ def random_input(rng: random.Random) -> dict[str, Any]:
         "flag": rng.choice([True, False]),
         "nested": {"k": rng.choice(["a", "b"]), "v": rng.randint(0, 5)},
         **({"maybe": rng.randint(0, 3)} if rng.random() < 0.5 else {}),
+        # For TimestampPath: past (no wait on either side), not ISO-8601, not a string.
+        **(
+            {"when": rng.choice(["2020-01-02T03:04:05Z", "2020-01-02T03:04:05.123Z", "soon", 5])}
+            if rng.random() < 0.3
+            else {}
+        ),
     }
 
 
@@ -365,6 +399,8 @@ def pass_state(rng: random.Random) -> dict[str, Any]:
         state["InputPath"] = rng.choice(["$", "$.nested"])
     if rng.random() < 0.25:
         state["Assign"] = random_assign(rng)
+    if rng.random() < 0.1:
+        state["OutputPath"] = rng.choice(["$.nested", "$.result"])
     return state
 
 
@@ -410,9 +446,14 @@ def task_state(rng: random.Random) -> dict[str, Any]:
 
 
 def wait_state(rng: random.Random) -> dict[str, Any]:
-    if rng.random() < 0.5:
+    roll = rng.random()
+    if roll < 0.4:
         return {"Type": "Wait", "Seconds": rng.randint(0, 3)}
-    return {"Type": "Wait", "SecondsPath": rng.choice(["$.n", "$.x", "$.name", "$.missing"])}
+    if roll < 0.8:
+        return {"Type": "Wait", "SecondsPath": rng.choice(["$.n", "$.x", "$.name", "$.missing"])}
+    if roll < 0.9:
+        return {"Type": "Wait", "Timestamp": "2020-01-02T03:04:05Z"}
+    return {"Type": "Wait", "TimestampPath": rng.choice(["$.when", "$.name"])}
 
 
 def map_state(rng: random.Random) -> dict[str, Any]:
@@ -441,7 +482,10 @@ def parallel_state(rng: random.Random) -> dict[str, Any]:
         {"StartAt": "B", "States": {"B": {**pass_state(rng), "End": True}}}
         for _ in range(rng.randint(1, 2))
     ]
-    return {"Type": "Parallel", "Branches": branches, "ResultPath": rng.choice(["$.par", "$"])}
+    state = {"Type": "Parallel", "Branches": branches, "ResultPath": rng.choice(["$.par", "$"])}
+    if rng.random() < 0.2:
+        state["ResultSelector"] = {"first.$": "$[0]", "count.$": "States.ArrayLength($)"}
+    return state
 
 
 MAKERS: list[Callable[[random.Random], dict[str, Any]]] = [
@@ -476,16 +520,25 @@ def random_case(rng: random.Random) -> tuple[dict[str, Any], dict[str, Any]]:
         else:
             state["Next"] = names[index + 1]
         if state["Type"] in ("Task", "Map", "Parallel") and rng.random() < 0.4:
+            errors = rng.choice([["States.ALL"], ["States.ALL"], ["DeliberateError"], ["Other"]])
+            if errors != ["States.ALL"] and rng.random() < 0.5:
+                errors.append("States.TaskFailed")
             state["Catch"] = [
                 {
-                    "ErrorEquals": ["States.ALL"],
-                    "ResultPath": rng.choice(["$.error", "$"]),
+                    "ErrorEquals": errors,
+                    "ResultPath": rng.choice(["$.error", "$", None]),
                     "Next": rng.choice(["Done", "Failed"]),
                 }
             ]
         states[name] = state
     states["Done"] = {"Type": "Succeed"}
-    states["Failed"] = {"Type": "Fail", "Error": "Generated", "Cause": "a generated Fail state"}
+    states["Failed"] = rng.choice(
+        [
+            {"Type": "Fail", "Error": "Generated", "Cause": "a generated Fail state"},
+            {"Type": "Fail", "ErrorPath": "$.name", "CausePath": rng.choice(["$.name", "$.x"])},
+            {"Type": "Fail", "ErrorPath": "$.missing"},
+        ]
+    )
     definition = with_unique_names({"StartAt": names[0], "States": states})
     return without_unreachable(definition), random_input(rng)
 
@@ -743,7 +796,7 @@ class MotoInterpreter:
             execution.error,
             output if status == "SUCCEEDED" else None,
             tuple(str(getattr(event["type"], "value", event["type"])) for event in events),
-            execution.cause,
+            None if execution.cause is None else str(execution.cause),
             tuple(sorted(self._calls)),
             frozenset(self._notes),
         )

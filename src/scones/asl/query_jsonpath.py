@@ -172,8 +172,16 @@ class JsonPathQueries:
 
     def fail_fields(self, state: State, scope: Scope) -> tuple[str | None, str | None]:
         error = state.error if state.error_path is None else state.error_path(scope)
-        cause = state.cause if state.cause_path is None else state.cause_path(scope)
-        return error, cause
+        cause_value = state.cause if state.cause_path is None else state.cause_path(scope)
+        for field, value, evaluator in (
+            ("ErrorPath", error, state.error_path),
+            ("CausePath", cause_value, state.cause_path),
+        ):
+            if evaluator is not None and not isinstance(value, str):
+                raise EvaluationError(
+                    cause("fail_path_not_string", field=field, value=value, path=state.spec[field])
+                )
+        return error, cause_value
 
     def choose(self, state: State, scope: Scope) -> tuple[Any, str | None, Assigned]:
         effective_scope = _effective_scope(state, scope)
