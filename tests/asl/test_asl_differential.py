@@ -281,3 +281,21 @@ def test_moto_s_own_failures_are_noted_and_explain_what_they_hide() -> None:
             assert cause is not None and cause.name == name
     assert run_ours(shadowing, {"name": "moto", "items": [1]}).output == [1]
     assert run_ours(reading, {"n": 2}).output == [{"v": 2}]
+
+
+def test_fail_paths_that_select_no_string_and_empty_error_names_are_triaged() -> None:
+    def fail_machine(fail: dict) -> dict:
+        return {"StartAt": "F", "States": {"F": {"Type": "Fail", **fail}}}
+
+    cases = {
+        # moto passes the number on as the cause; the developer guide wants a string.
+        "fail-path-not-string": (fail_machine({"Error": "E", "CausePath": "$.n"}), {"n": 4}),
+        # moto drops an empty error name; we keep it.
+        "fail-empty-error-name": (fail_machine({"ErrorPath": "$.name"}), {"name": ""}),
+    }
+    with MotoInterpreter().patched() as moto:
+        for name, (definition, input) in cases.items():
+            ours, theirs = run_ours(definition, input), moto.run(definition, input)
+            assert difference(ours, theirs, definition) is not None
+            cause = explain(definition, ours, theirs)
+            assert cause is not None and cause.name == name

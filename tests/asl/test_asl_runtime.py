@@ -709,3 +709,33 @@ def test_runaway_loop_stops_at_history_limit() -> None:
     assert ex.error == "States.Runtime"
     assert len(ex.history) == 25_001
     assert ex.event_types[-1] == "ExecutionFailed"
+
+
+@pytest.mark.parametrize(
+    ("fail", "expected"),
+    [
+        (
+            {"ErrorPath": "$.code"},
+            'The ErrorPath field refers to value "7" which is not a valid string: $.code',
+        ),
+        (
+            {"Error": "Bad", "CausePath": "$.detail"},
+            'The CausePath field refers to value "{"a":1}" which is not a valid string: $.detail',
+        ),
+    ],
+)
+def test_a_fail_path_must_select_a_string(fail: dict, expected: str) -> None:
+    # Found by the differential fuzzer: a number went on as the execution's error name.
+    machine = load({"StartAt": "F", "States": {"F": {"Type": "Fail", **fail}}})
+    execution = execute(machine, {"code": 7, "detail": {"a": 1}})
+    assert (execution.status, execution.error) == ("FAILED", "States.Runtime")
+    assert execution.cause.endswith(expected)
+    assert [event["type"] for event in execution.history][-1] == "ExecutionFailed"
+
+
+def test_a_fail_path_that_selects_a_string_names_the_error() -> None:
+    machine = load(
+        {"StartAt": "F", "States": {"F": {"Type": "Fail", "ErrorPath": "$.e", "CausePath": "$.c"}}}
+    )
+    execution = execute(machine, {"e": "Custom.Error", "c": "why"})
+    assert (execution.error, execution.cause) == ("Custom.Error", "why")
