@@ -482,7 +482,11 @@ def parallel_state(rng: random.Random) -> dict[str, Any]:
         {"StartAt": "B", "States": {"B": {**pass_state(rng), "End": True}}}
         for _ in range(rng.randint(1, 2))
     ]
-    state = {"Type": "Parallel", "Branches": branches, "ResultPath": rng.choice(["$.par", "$"])}
+    state: dict[str, Any] = {
+        "Type": "Parallel",
+        "Branches": branches,
+        "ResultPath": rng.choice(["$.par", "$"]),
+    }
     if rng.random() < 0.2:
         state["ResultSelector"] = {"first.$": "$[0]", "count.$": "States.ArrayLength($)"}
     return state
