@@ -228,49 +228,44 @@ def test_moto_gets_the_definition_with_its_keys_in_order() -> None:
     assert theirs.output == run_ours(definition, {}).output == {"s": '{"b":1,"a":2}'}
 
 
+def _assign_then(assign: dict, nested: dict) -> dict:
+    """A Pass that assigns variables, then ``nested`` (a Map or a Parallel) as the end."""
+    return {
+        "StartAt": "S0",
+        "States": {
+            "S0": {"Type": "Pass", "Assign": assign, "Next": "S1"},
+            "S1": {**nested, "End": True},
+        },
+    }
+
+
+def _inner(name: str, state: dict) -> dict:
+    return {"StartAt": name, "States": {name: {**state, "End": True}}}
+
+
 def test_moto_s_own_failures_are_noted_and_explain_what_they_hide() -> None:
     # An iteration assigning a variable its outer scope holds: moto refuses (LocalStack's
     # IllegalOuterScopeWrite), we bind it in the iteration. Unspecified: no recording.
-    shadowing = {
-        "StartAt": "S0",
-        "States": {
-            "S0": {"Type": "Pass", "Assign": {"label.$": "$.name"}, "Next": "S1"},
-            "S1": {
-                "Type": "Map",
-                "ItemsPath": "$.items",
-                "ItemProcessor": {
-                    "ProcessorConfig": {"Mode": "INLINE"},
-                    "StartAt": "S1.Inner",
-                    "States": {"S1.Inner": {"Type": "Pass", "Assign": {"label": "x"}, "End": True}},
-                },
-                "End": True,
+    shadowing = _assign_then(
+        {"label.$": "$.name"},
+        {
+            "Type": "Map",
+            "ItemsPath": "$.items",
+            "ItemProcessor": {
+                "ProcessorConfig": {"Mode": "INLINE"},
+                **_inner("S1.Inner", {"Type": "Pass", "Assign": {"label": "x"}}),
             },
         },
-    }
+    )
     # A branch reading an outer variable: moto's unset evaluator fails the branch, and its
     # re-raise of that States.Runtime fails again, hiding the first cause.
-    reading = {
-        "StartAt": "S0",
-        "States": {
-            "S0": {"Type": "Pass", "Assign": {"limit.$": "$.n"}, "Next": "S1"},
-            "S1": {
-                "Type": "Parallel",
-                "Branches": [
-                    {
-                        "StartAt": "S1.B0.B",
-                        "States": {
-                            "S1.B0.B": {
-                                "Type": "Pass",
-                                "Parameters": {"v.$": "$limit"},
-                                "End": True,
-                            }
-                        },
-                    }
-                ],
-                "End": True,
-            },
+    reading = _assign_then(
+        {"limit.$": "$.n"},
+        {
+            "Type": "Parallel",
+            "Branches": [_inner("S1.B0.B", {"Type": "Pass", "Parameters": {"v.$": "$limit"}})],
         },
-    }
+    )
     expected = {"inner-scope-assigns-outer-variable": shadowing, "moto-has-no-evaluator": reading}
     with MotoInterpreter().patched() as moto:
         for name, definition in expected.items():
