@@ -8,9 +8,8 @@ zlib costs more than the rest of the runtime, so a stored history (format 3) is:
 - a zlib stream of text: a first line ``{"events": [...], "payloads": [[event index,
   details key, field, line], ...], "runs": [[kind, bytes], ...]}`` with those detail fields
   set to 0 (null before 2026-12-03), then one line per distinct long detail string (JSON
-  text never holds a raw
-  newline); in those lines, each long run of characters between two double quotes (the
-  image) is stored once and replaced by a marker ``\\x00<n>\\x00``;
+  text never holds a raw newline); in those lines, each long run of characters between two
+  double quotes (the image) is stored once and replaced by a marker ``\\x00<n>\\x00``;
 - the runs, one after another, outside zlib: canonical base64 as its decoded bytes (kind
   ``b``, three quarters of the size, and nothing for zlib to do on incompressible PNG
   data), anything else as UTF-8 (kind ``t``).
