@@ -15,7 +15,7 @@ from scones.asl import ExecutionConfig, FakeClock, Resources, execute, load
 from scones.asl import resources as asl_resources
 from scones.workflow.definitions import LOCAL_ACCOUNT_ID, LOCAL_REGION
 from scones.workflow.executions import ExecutionRunner, ExecutionStore
-from scones.workflow.group_commit import GroupCommit
+from scones.workflow.group_commit import SUBMIT_BATCH, GroupCommit
 
 
 def _table(tmp_path: Path) -> tuple[sqlite3.Connection, threading.Lock, GroupCommit]:
@@ -214,8 +214,43 @@ def test_parameters_may_be_computed_by_the_leader_and_their_errors_stay_theirs(
     assert conn.execute("SELECT k FROM t").fetchall() == [("lazy",)]
 
 
-def test_submitted_writes_return_at_once_and_the_leader_commits_them(tmp_path: Path) -> None:
+def test_submitted_writes_wait_for_their_result_and_share_its_commit(tmp_path: Path) -> None:
+    conn, _lock, writes = _table(tmp_path)
+    submitted = [writes.submit("INSERT INTO t VALUES (?, ?)", (key, "v")) for key in "abc"]
+    # Back at once, nothing committed: nobody waits for them yet.
+    assert conn.execute("SELECT k FROM t").fetchall() == [] and writes.batches == 0
+    assert submitted[1].result() == 1  # commits all three, in one transaction
+    assert sorted(k for (k,) in conn.execute("SELECT k FROM t")) == ["a", "b", "c"]
+    assert [write.result() for write in submitted] == [1, 1, 1]
+    assert writes.batches == 1 and not writes._busy and not writes._queue
+
+
+def test_a_full_batch_of_submitted_writes_is_committed_by_its_submitter(
+    tmp_path: Path,
+) -> None:
+    conn, _lock, writes = _table(tmp_path)
+    for number in range(SUBMIT_BATCH - 1):
+        writes.submit("INSERT INTO t VALUES (?, ?)", (str(number), "v"))
+    assert conn.execute("SELECT COUNT(*) FROM t").fetchone() == (0,)
+    writes.submit("INSERT INTO t VALUES (?, ?)", ("last", "v"))
+    assert conn.execute("SELECT COUNT(*) FROM t").fetchone() == (SUBMIT_BATCH,)
+    assert writes.batches == 1
+
+
+def test_flush_commits_what_was_queued(tmp_path: Path) -> None:
+    conn, _lock, writes = _table(tmp_path)
+    write = writes.submit("INSERT INTO t VALUES (?, ?)", ("k", "v"))
+    writes.flush()
+    assert conn.execute("SELECT k FROM t").fetchall() == [("k",)]
+    assert write.result() == 1 and writes.writes == 1  # the flush itself is no write
+    writes.flush()  # nothing queued: an empty transaction, harmless
+
+
+def test_a_result_awaited_during_another_commit_is_handed_the_next_lead(
+    tmp_path: Path,
+) -> None:
     conn, lock, writes = _table(tmp_path)
+    results: list[int] = []
     with lock:
         leader = threading.Thread(
             target=writes.execute, args=("INSERT INTO t VALUES (?, ?)", ("a", "v"))
@@ -223,24 +258,51 @@ def test_submitted_writes_return_at_once_and_the_leader_commits_them(tmp_path: P
         leader.start()
         _wait_queued(writes, 0)
         time.sleep(0.05)  # the leader holds its batch, blocked on the connection
-        later = [writes.submit("INSERT INTO t VALUES (?, ?)", (key, "v")) for key in "bc"]
-        # Back at once, nothing of theirs committed yet.
+        later = writes.submit("INSERT INTO t VALUES (?, ?)", ("b", "v"))
+        waiter = threading.Thread(target=lambda: results.append(later.result()))
+        waiter.start()
+        time.sleep(0.05)  # the waiter finds a commit under way and waits for it
         assert conn.execute("SELECT k FROM t").fetchall() == []
-    leader.join()
-    # No thread waits on b or c: the leader went on to commit them itself.
-    assert [write.result() for write in later] == [1, 1]
-    assert [write.result() for write in later] == [1, 1]  # result() keeps its answer
-    assert sorted(k for (k,) in conn.execute("SELECT k FROM t")) == ["a", "b", "c"]
+    leader.join(10)
+    waiter.join(10)
+    assert not waiter.is_alive(), "the waiter was never handed the lead"
+    assert results == [1]
+    assert sorted(k for (k,) in conn.execute("SELECT k FROM t")) == ["a", "b"]
     assert writes.batches == 2 and not writes._busy
 
 
-def test_a_submitted_write_with_no_commit_under_way_is_committed_before_submit_returns(
-    tmp_path: Path,
-) -> None:
+def test_many_threads_submitting_and_waiting_lose_nothing(tmp_path: Path) -> None:
     conn, _lock, writes = _table(tmp_path)
-    write = writes.submit("INSERT INTO t VALUES (?, ?)", ("k", "v"))
-    assert conn.execute("SELECT k FROM t").fetchall() == [("k",)]
-    assert write.result() == 1
+    rng_seeds = range(16)
+    failures: list[BaseException] = []
+
+    def work(seed: int) -> None:
+        import random
+
+        rng = random.Random(seed)
+        try:
+            pending = []
+            for item in range(60):
+                key = f"{seed}-{item}"
+                if rng.random() < 0.2:
+                    assert writes.execute("INSERT INTO t VALUES (?, ?)", (key, "v")) == 1
+                else:
+                    pending.append(writes.submit("INSERT INTO t VALUES (?, ?)", (key, "v")))
+                if pending and rng.random() < 0.3:
+                    assert pending.pop(rng.randrange(len(pending))).result() == 1
+            assert all(write.result() == 1 for write in pending)
+        except BaseException as exc:
+            failures.append(exc)
+
+    threads = [threading.Thread(target=work, args=(seed,)) for seed in rng_seeds]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert not any(thread.is_alive() for thread in threads), "a writer hung"
+    assert failures == []
+    assert conn.execute("SELECT COUNT(*) FROM t").fetchone() == (16 * 60,)
+    assert writes.writes == 16 * 60 and not writes._queue and not writes._busy
 
 
 def test_writes_to_a_closed_connection_fail_with_an_error(tmp_path: Path) -> None:

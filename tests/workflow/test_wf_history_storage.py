@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import random
 import sys
@@ -70,26 +71,56 @@ def _format_2(events: list[dict]) -> bytes:
     return zlib.compress("\n".join([head, *lines]).encode("utf-8"), 3)
 
 
-def _zlib_text(blob: bytes) -> str:
-    inflate = zlib.decompressobj()
-    return inflate.decompress(blob[1:]).decode("utf-8")
+# A history as format 3 (zlib, the image cut out and stored as bytes) wrote it: the blob of
+# _history("QUJD" * 130) with a "multi\nline" note and a timestamp on the first event, as
+# written by scones before format 4. Its tail is the image's decoded bytes.
+_FORMAT_3_HEAD = base64.b64decode(
+    "A1hHhZLBboJAEIY99ynIXLvaBayJ3JrUQ29N9EaJWWFqNsJCYDC1hHfvLFWsxGpCSNj92e/bmWkA92iogiBsgA4F"
+    "QgCLL4xr0rlZkioJExCgEwhcAUWJe53X1cL+88ZrUgAO0t3eK5LSKZ/agDZFTV2yzFN8KQ0TFL9bAaQzrEhlBS95"
+    "0puNXW8s/ZWcB1LyM3E9f/o8e+w+ON8LrlS1YzfChSEse0HviiBLM6FPDuWMyuyNl1hqlepvtFc9+rZDYB3HiElP"
+    "86/Q2ICs2yk6xOU1nYphcrLkrE5Jf5hUG4S/xHMPBtjpFSyrnLtwjw1Ny6SIj1GHNFeJbX14r4+nsggZifBWTS+C"
+    "N8sh4FgN4UZsU9amM4ENCH8uo6h94NnJ1BbXiSIFgQMjOQLhQOWvd3iwC8TT86QmhdmCTb//Xoh3GtjkiY38c4Q2"
+    "nzw3JkZGOqGczIXD0xa1bfsDUkMFdw=="
+)
+_FORMAT_3 = _FORMAT_3_HEAD + b"ABC" * 130
 
 
-def test_history_round_trips_and_stores_the_image_once_as_bytes() -> None:
-    events = _history()
+def _format_3_events() -> list[dict]:
+    events = _history("QUJD" * 130)
+    events[2]["taskSucceededEventDetails"]["note"] = "multi\nline"
+    events[0] = {"timestamp": "2026-12-03T09:00:00.123456+00:00", **events[0]}
+    return events
+
+
+def _random_image(size: int = 3000) -> str:
+    """Base64 of random bytes: an image zstd cannot shrink much, unlike a repeated pattern."""
+    return base64.b64encode(random.Random(4).randbytes(size)).decode("ascii")
+
+
+def test_history_round_trips_and_stores_each_payload_once_compressed() -> None:
+    image = _random_image()
+    events = _history(image)
     blob = compress_history(events)
-    assert blob[:1] == b"\x03"
+    assert blob[:1] == b"\x04"
     assert decompress_history(blob) == events
-    text = _zlib_text(blob)
-    assert "QUJD" * 100 not in text  # the image is set apart from the compressed text...
-    assert blob.count(b"ABC" * 5000) == 1  # ...and stored once, decoded
+    # The image is in three events (two distinct payloads): stored once, in less room than
+    # its base64 text takes.
+    assert len(blob) < len(image)
 
 
 def test_older_formats_still_read() -> None:
     events = _history()
     assert decompress_history(zlib.compress(json.dumps(events).encode())) == events  # 1
     assert decompress_history(_format_2(events)) == events  # 2
+    assert decompress_history(_FORMAT_3) == _format_3_events()  # 3
     assert decompress_history(None) == []
+
+
+def test_a_truncated_format_3_history_is_an_error() -> None:
+    with pytest.raises(ValueError, match="truncated"):
+        decompress_history(_FORMAT_3[:-10])  # its image bytes cut short
+    with pytest.raises((ValueError, zlib.error)):
+        decompress_history(_FORMAT_3_HEAD[:-10])
 
 
 def test_the_events_read_back_are_the_ones_the_previous_format_gave() -> None:
@@ -122,15 +153,50 @@ def test_timestamps_are_stored_as_iso_text_and_returned_as_read_back() -> None:
     assert events[0]["timestamp"] is moment  # the caller's events are left as they were
 
 
+def test_every_kind_of_timestamp_is_stored_as_the_same_iso_text() -> None:
+    # orjson leaves out a zero microsecond field, and does not convert other zones: those
+    # take isoformat's path, so the stored text is always the fixed-width UTC form.
+    from datetime import timedelta, timezone
+
+    moments = [
+        datetime(2026, 12, 3, 9, 0, 0, 0, tzinfo=UTC),  # microsecond 0
+        datetime(2026, 12, 3, 9, 0, 0, 999999, tzinfo=UTC),
+        datetime(2026, 12, 3, 10, 0, 0, 5, tzinfo=timezone(timedelta(hours=1))),  # not UTC
+        "2026-12-03T09:00:00.000007+00:00",  # text already
+    ]
+    events = [
+        {**event, "timestamp": moment} for event, moment in zip(_history(), moments, strict=True)
+    ]
+    blob, stored = history_codec.encode_history(events)
+    assert [event["timestamp"] for event in stored] == [
+        "2026-12-03T09:00:00.000000+00:00",
+        "2026-12-03T09:00:00.999999+00:00",
+        "2026-12-03T09:00:00.000005+00:00",
+        "2026-12-03T09:00:00.000007+00:00",
+    ]
+    assert decompress_history(blob) == stored
+    zeros = [{**event, "timestamp": moments[0]} for event in _history()]  # all UTC: orjson
+    assert {event["timestamp"] for event in history_codec.encode_history(zeros)[1]} == {
+        "2026-12-03T09:00:00.000000+00:00"
+    }
+
+
+def test_a_corrupt_history_is_a_value_error_naming_it() -> None:
+    blob = bytearray(compress_history(_history(_random_image())))
+    blob[len(blob) // 2 :] = bytes(len(blob) - len(blob) // 2)  # its second half zeroed
+    with pytest.raises(ValueError, match=r"corrupt history|truncated"):
+        decompress_history(bytes(blob))
+
+
 @pytest.mark.parametrize(
     "image",
     [
         IMAGE,
-        "QR==" + "QUJD" * 300,  # not canonical base64 (trailing bits): kept as text
+        "QR==" + "QUJD" * 300,  # not canonical base64 (trailing bits)
         "QUJD" * 300 + "QQ==",  # canonical with padding
         "é" * 600,  # not ASCII
         'a\\"b' * 300,  # escapes inside the string
-        "x" * 511,  # below the run length: stays in the compressed text
+        "x" * 511,  # one character short of what format 3 set apart
     ],
 )
 def test_any_long_string_round_trips_exactly(image: str) -> None:
@@ -162,9 +228,16 @@ def test_random_payload_lines_round_trip() -> None:
 
 
 def test_a_truncated_history_is_an_error_not_a_shorter_history() -> None:
+    blob = compress_history(_history(_random_image()))
+    for cut in (1, 10, len(blob) // 2):
+        with pytest.raises(ValueError, match=r"truncated|corrupt"):
+            decompress_history(blob[:-cut])
+
+
+def test_a_history_with_bytes_after_its_end_is_an_error() -> None:
     blob = compress_history(_history())
-    with pytest.raises((ValueError, zlib.error)):
-        decompress_history(blob[:-10])
+    with pytest.raises(ValueError, match="after its end"):
+        decompress_history(blob + b"\x00")
 
 
 def _recurse(depth: int) -> None:

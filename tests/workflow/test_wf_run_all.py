@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 import pytest
 from wf_helpers import ECHO
 
 from scones.asl import FakeClock, Resources
+from scones.workflow import executions
 from scones.workflow.executions import (
     ExecutionAlreadyExistsError,
     ExecutionError,
@@ -40,6 +42,23 @@ def test_on_done_hears_every_record_in_input_order_in_the_calling_thread(
         assert len({record.name for record in records}) == 50
         assert db.count_by_status() == {"SUCCEEDED": 50}
         assert runner.run_all([]) == []
+
+
+def test_keep_returns_what_it_takes_of_each_record_while_on_done_hears_the_records(
+    tmp_path: Path,
+) -> None:
+    heard: list[str] = []
+    with ExecutionStore(tmp_path / "s.db") as db, _runner(db, lambda e, c: e) as runner:
+        kept = runner.run_all(
+            [(None, {"n": n}) for n in range(30)],
+            on_done=lambda record: heard.append(record.status),
+            keep=lambda record: (record.input["n"], record.status, len(record.history)),
+        )
+        assert [n for n, _, _ in kept] == list(range(30))
+        assert {(status, length) for _, status, length in kept} == {
+            ("SUCCEEDED", len(db.list(limit=1)[0].history))
+        }
+        assert heard == ["SUCCEEDED"] * 30
 
 
 def test_an_execution_that_cannot_start_raises_after_those_before_it(tmp_path: Path) -> None:
@@ -104,5 +123,79 @@ def test_a_failed_insert_of_a_generated_name_fails_the_execution_s_result(tmp_pa
             "BEGIN SELECT RAISE(ABORT, 'disk says no'); END"
         )
         with _runner(db, lambda e, c: e) as runner, pytest.raises(Exception, match="disk says no"):
+            runner.run_all([(None, {"n": 1})])
+        assert db.count_by_status() == {}
+
+
+def _wait_for(condition, seconds: float = 10.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out waiting"
+        time.sleep(0.01)
+
+
+def test_a_quick_unnamed_execution_is_written_by_one_insert(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(executions, "DEFERRED_START_SECONDS", 60.0)  # none ages meanwhile
+    with ExecutionStore(tmp_path / "s.db") as db:
+        with _runner(db, lambda e, c: e) as runner:
+            records = runner.run_all([(None, {"n": n}) for n in range(20)])
+            runner.start({"n": 20}, name="named")  # a named one: its insert, then its update
+        assert db._writes.writes == 20 + 2
+        assert db.count_by_status() == {"SUCCEEDED": 21}
+        for record in records:
+            assert db.get(record.execution_id) == record
+
+
+def test_an_unnamed_execution_still_running_is_shown_as_running(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(executions, "DEFERRED_START_SECONDS", 0.05)
+    release = threading.Event()
+
+    def slow(event, context):
+        release.wait(30)
+        return event
+
+    with ExecutionStore(tmp_path / "s.db") as db, _runner(db, slow) as runner:
+        future = runner.submit({"n": 1})
+        _wait_for(lambda: db.count_by_status() == {"RUNNING": 1})
+        [running] = db.list(status="RUNNING")
+        assert running.input == {"n": 1} and running.stopped_at is None
+        release.set()
+        record = future.result(timeout=30)
+        assert record.status == "SUCCEEDED" and db.get(running.execution_id) == record
+        assert db._writes.writes == 2  # the RUNNING insert, then the finish's update
+        _wait_for(lambda: db._flusher is None)  # nothing left to write: the thread ended
+
+
+def test_closing_the_store_writes_unnamed_executions_still_running(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(executions, "DEFERRED_START_SECONDS", 60.0)
+    with ExecutionStore(tmp_path / "s.db") as db:
+        running, created = db.start("m", new_execution_name(), {"n": 1}, generated_name=True)
+        assert created and db.count_by_status() == {}  # not written yet
+    with ExecutionStore(tmp_path / "s.db") as db:
+        assert db.get(running.execution_id) == running
+        assert running.status == "RUNNING"
+
+
+def test_a_failed_running_insert_fails_the_execution_s_result(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(executions, "DEFERRED_START_SECONDS", 0.05)
+    with ExecutionStore(tmp_path / "s.db") as db:
+        db._conn.execute(
+            "CREATE TRIGGER refuse BEFORE INSERT ON executions "
+            "BEGIN SELECT RAISE(ABORT, 'disk says no'); END"
+        )
+
+        def slow(event, context):
+            _wait_for(lambda: not db._deferred_starts)  # its RUNNING insert was queued
+            return event
+
+        with _runner(db, slow) as runner, pytest.raises(Exception, match="disk says no"):
             runner.run_all([(None, {"n": 1})])
         assert db.count_by_status() == {}

@@ -6,9 +6,51 @@ import datetime as _dt
 import json
 from typing import Any
 
+import orjson
+
 PAYLOAD_LIMIT = 256 * 1024
 
-encode_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+# The text Step Functions payloads have here: compact, non-ASCII kept. It refuses what a
+# Lambda's Python runtime cannot marshal (a UUID, an Enum, a datetime).
+_encode_stdlib = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+# orjson writes what the standard library writes (checked for every code point, and for
+# floats of every magnitude in this range) for values built only of these: str keys, str,
+# bool, None, 64-bit integers, finite floats whose repr has no exponent.
+_INT_MIN, _INT_END = -(2**63), 2**64
+_FLOAT_MIN, _FLOAT_END = 1e-4, 1e16
+
+
+def _spelled_alike(value: Any) -> bool:
+    """Whether orjson writes ``value`` as the standard library does (see above)."""
+    kind = type(value)
+    if kind is str or kind is bool or value is None:
+        return True
+    if kind is float:
+        return value == 0.0 or _FLOAT_MIN <= abs(value) < _FLOAT_END
+    if kind is int:
+        return _INT_MIN <= value < _INT_END
+    if kind is dict:
+        for key, member in value.items():
+            if type(key) is not str or not _spelled_alike(member):
+                return False
+        return True
+    if kind is list:
+        return all(map(_spelled_alike, value))
+    return False
+
+
+def encode_json(value: Any) -> str:
+    """The standard library's compact JSON text of ``value``, byte for byte; written by
+    orjson where it spells the value alike: a third of the CPU on a payload with a base64
+    image, half on small ones. Anything else, and what orjson refuses (a lone surrogate,
+    deep nesting), goes to the standard library, which also raises what it raised before."""
+    if type(value) is not str:
+        try:
+            if _spelled_alike(value):
+                return orjson.dumps(value).decode("utf-8")
+        except (orjson.JSONEncodeError, RecursionError):
+            pass
+    return _encode_stdlib(value)
 
 
 def encode_with_known_member(value: Any, known: Any, known_text: str) -> str:

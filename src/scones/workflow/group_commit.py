@@ -2,21 +2,26 @@
 
 Each writer thread queues its statement and waits. The first to find no commit under way
 leads: it takes everything queued, runs it in one transaction, commits, wakes the others,
-and hands the lead to the first write queued meanwhile. Under load (16 executions at once)
-a commit carries several writes and its fixed cost (WAL append, page writes, lock dance) is
-paid once for all of them; a lone writer commits alone, as before.
+and hands the lead to the first write queued meanwhile that a thread is blocked on. Under
+load (16 executions at once) a commit carries several writes and its fixed cost (WAL append,
+page writes, lock dance) is paid once for all of them; a lone writer commits alone.
 
 A write's parameters may be a function: the leader calls those of its batch one after
 another before the transaction (histories encoded back to back took about a quarter less
 CPU than interleaved with the executions' own work, in our measurements: warm caches).
 
+``submit`` queues a write and returns at once: the thread goes on with other work (the next
+execution). The write is committed when some thread waits for it (``result()`` leads if
+nobody does), when ``SUBMIT_BATCH`` writes are queued, or on ``flush()``. Leaving
+it to the waiter keeps the commits few and large: committing each write as soon as it came
+put the runtime in a regime of a commit per one or two writes, which cost a batch run about
+40% more CPU (thread hand-offs around every SQLite call).
+
 A write returns (``execute``, or ``result()`` of a ``submit``ted one) only after its
 transaction committed, so whatever a caller was told is stored is stored: a process that
-dies mid-batch loses only writes that had not returned. ``submit`` lets a thread go on with
-other work (the next execution) while its write waits for the next batch.
-A statement that fails on its own (a constraint, a bad parameter) fails only its writer; a
-failure of the transaction (disk full, I/O error) rolls the batch back and fails each of
-its writers with that error.
+dies mid-batch loses only writes that had not returned. A statement that fails on its own
+(a constraint, a bad parameter) fails only its writer; a failure of the transaction (disk
+full, I/O error) rolls the batch back and fails each of its writers with that error.
 """
 
 from __future__ import annotations
@@ -29,6 +34,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 Params = Sequence[Any] | Callable[[], Sequence[Any]]
+# Queued submitted writes that make their submitter commit them (a bound on the queue).
+SUBMIT_BATCH = 64
 
 # Errors of one statement: SQLite undoes that statement only, the transaction goes on.
 _STATEMENT_ERRORS = (
@@ -44,10 +51,14 @@ _STATEMENT_ERRORS = (
 class Write:
     """One queued write; ``result()`` waits until its transaction committed."""
 
-    __slots__ = ("error", "lead", "params", "rowcount", "sql", "waiting", "wake")
+    __slots__ = ("error", "group", "lead", "params", "rowcount", "sql", "waiting", "wake")
 
-    def __init__(self, sql: str, params: Params, *, waiting: bool) -> None:
+    def __init__(
+        self, sql: str, params: Params, *, waiting: bool, group: GroupCommit | None = None
+    ) -> None:
         self.sql = sql
+        # The group of a submitted write: result() commits the queue when nobody else does.
+        self.group = group
         self.params = params
         self.rowcount = -1
         self.error: BaseException | None = None
@@ -60,7 +71,15 @@ class Write:
         self.wake.acquire()
 
     def result(self) -> int:
-        """The statement's rowcount once committed; what the write failed with, raised."""
+        """The statement's rowcount once committed; what the write failed with, raised.
+
+        For a submitted write, the first call (from one thread) commits it if nobody else
+        does; later calls return at once.
+        """
+        group = self.group
+        if group is not None:
+            self.group = None
+            group.wait_submitted(self)
         self.wake.acquire()
         self.wake.release()  # done for good: later calls return at once
         if self.error is not None:
@@ -82,7 +101,8 @@ class GroupCommit:
         self._conn = conn
         self._conn_lock = conn_lock
         self._mutex = threading.Lock()
-        # Invariant: while the queue holds writes, some thread leads (busy).
+        # Writes not committed yet. While a thread waits on one in execute(), some thread
+        # leads (busy); submitted ones may wait unled for a result(), see the docstring.
         self._queue: list[Write] = []
         self._busy = False
         # Tests: called with the batch size inside the transaction, just before COMMIT.
@@ -110,43 +130,58 @@ class GroupCommit:
         return write.result()
 
     def submit(self, sql: str, params: Params) -> Write:
-        """Queue a write and return without waiting for it unless no commit is under way
-        (then this thread commits it, with whatever else is queued). ``result()`` waits.
-
-        The caller keeps running meanwhile; the write is stored once ``result()`` returns.
+        """Queue a write and return at once; ``result()`` commits it (with whatever else is
+        queued) and returns once it is stored. The ``SUBMIT_BATCH``-th queued write is
+        committed by its submitter, with the others, before this returns.
         """
-        write = Write(sql, params, waiting=False)
+        write = Write(sql, params, waiting=False, group=self)
         with self._mutex:
             self._queue.append(write)
-            lead = not self._busy
-            self._busy = True
+            lead = not self._busy and len(self._queue) >= SUBMIT_BATCH
+            if lead:
+                self._busy = True
         if lead:
             self._lead()
         return write
 
-    def _lead(self) -> None:
-        while True:
-            with self._mutex:
-                batch, self._queue = self._queue, []
-            successor = None
-            try:
-                self._commit(batch)
-            finally:
-                with self._mutex:
-                    # Writes that came meanwhile: a thread blocked on one leads the next batch;
-                    # if none is blocked (all were submitted), this thread commits them too.
-                    successor = next((write for write in self._queue if write.waiting), None)
-                    if successor is not None:
-                        successor.lead = True
-                    again = successor is None and bool(self._queue)
-                    if not again and successor is None:
-                        self._busy = False
-                for write in batch:  # done: each result() returns now
-                    write.wake.release()
-                if successor is not None:
-                    successor.wake.release()
-            if not again:
+    def wait_submitted(self, write: Write) -> None:
+        """Return once a submitted ``write`` is committed, leading the commit if need be."""
+        with self._mutex:
+            # A leader that finds this write queued after its batch hands it the lead.
+            write.waiting = True
+            lead = not self._busy and bool(self._queue)
+            if lead:
+                self._busy = True
+        if not lead:
+            write.wake.acquire()  # until it is committed, or this thread must lead
+            if not write.lead:
+                write.wake.release()  # committed: result() reads it
                 return
+        self._lead()  # its batch holds this write (the lead was handed over for it)
+
+    def flush(self) -> None:
+        """Return once every write queued before this call is committed (or failed)."""
+        self.execute("", ())  # an empty write, committed after them: see _commit
+
+    def _lead(self) -> None:
+        with self._mutex:
+            batch, self._queue = self._queue, []
+        successor = None
+        try:
+            self._commit(batch)
+        finally:
+            with self._mutex:
+                # A thread blocked on a write queued meanwhile leads the next batch; writes
+                # only submitted wait for their result() (or a full batch).
+                successor = next((write for write in self._queue if write.waiting), None)
+                if successor is not None:
+                    successor.lead = True
+                else:
+                    self._busy = False
+            for write in batch:  # done: each result() returns now
+                write.wake.release()
+            if successor is not None:
+                successor.wake.release()
 
     def _commit(self, batch: list[Write]) -> None:
         for write in batch:
@@ -161,8 +196,8 @@ class GroupCommit:
                 conn.execute("BEGIN IMMEDIATE")
                 for write in batch:
                     params = write.params
-                    if write.error is not None or callable(params):
-                        continue  # its parameters failed: its own error, already set
+                    if write.error is not None or callable(params) or not write.sql:
+                        continue  # its parameters failed (its own error), or flush()
                     try:
                         write.rowcount = conn.execute(write.sql, params).rowcount
                     except _STATEMENT_ERRORS as exc:
@@ -180,4 +215,4 @@ class GroupCommit:
                     write.error = write.error or exc
                 return
         self.batches += 1
-        self.writes += len(batch)
+        self.writes += sum(1 for write in batch if write.sql)  # not flush()'s

@@ -1,50 +1,50 @@
 """How an execution's history is stored: every event exactly, at little CPU per execution.
 
 A history repeats its payloads: each state's input and output (with the image as base64) is
-JSON text in several events, and the image sits inside most of them. Writing that through
-zlib costs more than the rest of the runtime, so a stored history (format 3) is:
+JSON text in several events, and the image sits inside most of them. A stored history
+(format 4) is:
 
-- one byte ``\\x03`` (formats 1 and 2 are bare zlib streams, which start with ``x``);
-- a zlib stream of text: a first line ``{"events": [...], "payloads": [[event index,
-  details key, field, line], ...], "runs": [[kind, bytes], ...]}`` with those detail fields
-  set to 0 (null before 2026-12-03), then one line per distinct long detail string (JSON
-  text never holds a raw newline); in those lines, each long run of characters between two
-  double quotes (the image) is stored once and replaced by a marker ``\\x00<n>\\x00``;
-- the runs, one after another, outside zlib: canonical base64 as its decoded bytes (kind
-  ``b``, three quarters of the size, and nothing for zlib to do on incompressible PNG
-  data), anything else as UTF-8 (kind ``t``).
+- one byte ``\\x04`` (formats 1 and 2 are bare zlib streams, which start with ``x``);
+- one zstd frame of text: a first line ``{"events": [...], "payloads": [[event index,
+  details key, field, line], ...]}`` with those detail fields set to 0, then one line per
+  distinct long detail string (JSON text never holds a raw newline; a string that does
+  stays in the head).
 
-Reading reverses each step, so the events read back equal the events written, byte for byte
-in every string. Formats 1 (one JSON array) and 2 (format 3 without runs) still read.
+Each distinct payload is written once, and zstd stores the image that the distinct payloads
+share once more and refers back to it (its window holds the whole history). Format 3 (zlib,
+with the image cut out by hand and stored as bytes) took three times the CPU for the same
+size; it, and formats 1 and 2, still read. Reading reverses each step, so the events read
+back equal the events written, byte for byte in every string.
 """
 
 from __future__ import annotations
 
 import binascii
 import json
+import threading
 import zlib
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
+import zstandard
 
 from scones.times import iso_utc
 
-FORMAT = 3
-_MAGIC = b"\x03"
-_ZLIB_LEVEL = 3
-# An 8 KB window and small hash tables: what is left once the runs are set apart is about
-# 9 KB of text, so the ratio is the same, and the compressor's ~40 KB of state stays in
-# malloc's arena; zlib's default (256 KB) goes back to the OS after each call and faults
-# in again (twice the CPU, in the runner's threads). Any zlib reader inflates it.
-_ZLIB_WBITS = 13
-_ZLIB_MEMLEVEL = 6
+FORMAT = 4
+_MAGIC = b"\x04"
+_MAGIC_FORMAT_3 = b"\x03"
+# Level 1: the same size as level 3 on these histories (the image is the bulk, and it is
+# repeated, not compressible), at less CPU.
+_ZSTD_LEVEL = 1
 # Detail strings at least this long (inputs, outputs, parameters) are stored once each.
 PAYLOAD_MIN_CHARS = 128
-# Runs between quotes at least this long (base64 images) are stored once each, outside zlib.
-RUN_MIN_CHARS = 512
-_MARK = "\x00"  # never raw in JSON text; histories that hold one keep their runs inline
-_PROBE_CHARS = 32
+_MARK = "\x00"  # format 3: a run's marker in a payload line
+# A compressor keeps its tables between calls; it is not for two threads at once.
+_local = threading.local()
+# The text of an aware UTC datetime as orjson writes it: what isoformat gives, except that
+# orjson leaves out a zero microsecond field (then the length tells).
+_ISO_CHARS = len("2026-12-03T09:00:00.000000+00:00")
 
 
 def event_timestamp(value: Any) -> Any:
@@ -57,8 +57,28 @@ def event_timestamp(value: Any) -> Any:
     return value
 
 
+def _timestamp_texts(events: list[dict]) -> list[Any]:
+    """Each event's timestamp as stored, all at once: orjson formats a list of datetimes in
+    a quarter of the time isoformat takes one by one."""
+    stamps = [event.get("timestamp") for event in events]
+    if not all(type(stamp) is datetime and stamp.tzinfo is UTC for stamp in stamps):
+        return [event_timestamp(stamp) for stamp in stamps]
+    texts = orjson.dumps(stamps).decode("ascii")[2:-2].split('","')
+    return [
+        text if len(text) == _ISO_CHARS else event_timestamp(stamp)
+        for text, stamp in zip(texts, stamps, strict=True)
+    ]
+
+
+def _compressor() -> zstandard.ZstdCompressor:
+    compressor = getattr(_local, "compressor", None)
+    if compressor is None:
+        compressor = _local.compressor = zstandard.ZstdCompressor(level=_ZSTD_LEVEL)
+    return compressor
+
+
 def encode_history(events: list[dict]) -> tuple[bytes, list[dict]]:
-    """The stored form of ``events`` (format 3), and the events as they read back.
+    """The stored form of ``events`` (format 4), and the events as they read back.
 
     Datetime timestamps become ISO text (in both).
     """
@@ -66,10 +86,11 @@ def encode_history(events: list[dict]) -> tuple[bytes, list[dict]]:
     skeleton: list[dict] = []
     refs: list[list] = []
     lines: dict[str, int] = {}
+    stamps = _timestamp_texts(events) if events else []
     for index, event in enumerate(events):
-        stamp = event.get("timestamp")
-        if type(stamp) is datetime:
-            event = {**event, "timestamp": event_timestamp(stamp)}
+        stamp = stamps[index]
+        if stamp is not event.get("timestamp"):
+            event = {**event, "timestamp": stamp}
         stored.append(event)
         for key, details in event.items():
             if type(details) is not dict:
@@ -87,26 +108,18 @@ def encode_history(events: list[dict]) -> tuple[bytes, list[dict]]:
                     event = dict(event)
                 event[key] = moved
         skeleton.append(event)
-    texts, runs = _set_runs_apart(list(lines))
-    kinds: list[list] = []
-    parts: list[bytes] = []
-    for run in runs:
-        kind, data = _run_bytes(run)
-        kinds.append([kind, len(data)])
-        parts.append(data)
-    head = {"events": skeleton, "payloads": refs, "runs": kinds}
-    text = "\n".join([_encode_head(head), *texts])
-    deflate = zlib.compressobj(_ZLIB_LEVEL, zlib.DEFLATED, _ZLIB_WBITS, _ZLIB_MEMLEVEL)
-    packed = text.encode("utf-8")
-    blob = b"".join([_MAGIC, deflate.compress(packed), deflate.flush(), *parts])
-    return blob, stored
+    text = "\n".join([_encode_head({"events": skeleton, "payloads": refs}), *lines])
+    return _MAGIC + _compressor().compress(text.encode("utf-8")), stored
 
 
 def decode_history(blob: bytes | None) -> list[dict]:
     """The events of a stored history (any format); [] for None (still RUNNING)."""
     if blob is None:
         return []
+    tail = b""
     if blob[:1] == _MAGIC:
+        text = _unzstd(blob[1:])
+    elif blob[:1] == _MAGIC_FORMAT_3:
         inflate = zlib.decompressobj()
         text = inflate.decompress(blob[1:]).decode("utf-8")
         if not inflate.eof:
@@ -116,7 +129,6 @@ def decode_history(blob: bytes | None) -> list[dict]:
         text = zlib.decompress(blob).decode("utf-8")
         if text.startswith("["):
             return json.loads(text)  # format 1: the events as one JSON array
-        tail = b""
     head, *lines = text.split("\n")
     stored = json.loads(head)
     runs = _read_runs(stored.get("runs") or [], tail)
@@ -126,6 +138,20 @@ def decode_history(blob: bytes | None) -> list[dict]:
     for index, key, field, line in stored["payloads"]:
         events[index][key][field] = lines[line]
     return events
+
+
+def _unzstd(frame: bytes) -> str:
+    """The text of one whole zstd frame; ValueError if it is cut short, corrupt or followed."""
+    inflate = zstandard.ZstdDecompressor().decompressobj()
+    try:
+        data = inflate.decompress(frame)
+    except zstandard.ZstdError as exc:
+        raise ValueError(f"corrupt history: {exc}") from exc
+    if not inflate.eof:
+        raise ValueError("truncated history")
+    if inflate.unused_data:
+        raise ValueError("history has data after its end")
+    return data.decode("utf-8")
 
 
 def json_default(value: Any) -> Any:
@@ -159,58 +185,6 @@ def _encode_head(head: dict[str, Any]) -> str:
     if b"null" in data:
         return _encode_head_stdlib(head)
     return data.decode("utf-8")
-
-
-def _set_runs_apart(lines: list[str]) -> tuple[list[str], list[str]]:
-    """The lines with each long run between quotes replaced by its marker, and the runs."""
-    if any(_MARK in line for line in lines):
-        return lines, []  # not JSON text from the runtime: keep it whole
-    runs: list[str] = []
-    out: list[str] = []
-    for line in lines:
-        for number, run in enumerate(runs):
-            line = _replace_run(line, run, f"{_MARK}{number}{_MARK}")
-        segments = line.split('"') if len(line) >= RUN_MIN_CHARS else ()
-        if segments and max(map(len, segments)) >= RUN_MIN_CHARS:
-            for segment in segments:
-                if len(segment) >= RUN_MIN_CHARS and _MARK not in segment:
-                    line = _replace_run(line, segment, f"{_MARK}{len(runs)}{_MARK}")
-                    runs.append(segment)
-        out.append(line)
-    return out, runs
-
-
-def _replace_run(line: str, run: str, marker: str) -> str:
-    """``line.replace(run, marker)``, found by a short probe: a long needle costs str.find
-    a preprocessing pass over all of it on every call, a short one almost nothing."""
-    probe = run[:_PROBE_CHARS]
-    start = line.find(probe)
-    if start < 0:
-        return line
-    pieces: list[str] = []
-    done = 0
-    while start >= 0:
-        if line.startswith(run, start):
-            pieces += (line[done:start], marker)
-            done = start + len(run)
-            start = line.find(probe, done)
-        else:
-            start = line.find(probe, start + 1)
-    pieces.append(line[done:])
-    return "".join(pieces)
-
-
-def _run_bytes(run: str) -> tuple[str, bytes]:
-    if run.isascii():
-        try:
-            data = binascii.a2b_base64(run, strict_mode=True)
-        except (binascii.Error, ValueError):
-            pass
-        else:
-            # Only canonical base64 comes back as the same text (padding, no newlines).
-            if binascii.b2a_base64(data, newline=False) == run.encode("ascii"):
-                return "b", data
-    return "t", run.encode("utf-8")
 
 
 def _read_runs(kinds: list[list], tail: bytes) -> list[str]:

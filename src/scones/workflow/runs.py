@@ -152,8 +152,10 @@ def run_single_executions(
     name: str | None = None,
     clock: Any = None,
     on_done: Callable[[ExecutionRecord], None] | None = None,
-) -> list[ExecutionRecord]:
-    """One execution of the single-image state machine per key, run concurrently."""
+    keep: Callable[[ExecutionRecord], Any] | None = None,
+) -> list[Any]:
+    """One execution of the single-image state machine per key, run concurrently: their
+    records, or what ``keep`` makes of each (see ExecutionRunner.run_all)."""
     from scones.workflow.local import local_runner
 
     if name is not None and len(keys) != 1:
@@ -162,7 +164,9 @@ def run_single_executions(
         )
     with local_runner(db, "single", max_concurrency=concurrency, clock=clock) as runner:
         inputs = [(name, {"s3_bucket": bucket, "s3_key": key, "image_data": ""}) for key in keys]
-        return runner.run_all(inputs, on_done=on_done)
+        if keep is None:
+            return runner.run_all(inputs, on_done=on_done)
+        return runner.run_all(inputs, on_done=on_done, keep=keep)
 
 
 def run_map_execution(
@@ -332,15 +336,15 @@ def run_images(request: RunRequest, announce: Callable[[str], None] | None = Non
     check_endpoint(request.endpoint_url)
     with ExecutionStore(request.db_path) as db:
         if not request.use_map:
-            records = run_single_executions(
+            outcomes = run_single_executions(
                 db,
                 bucket,
                 keys,
                 concurrency=request.concurrency,
                 name=request.name,
                 on_done=request.on_finished,
+                keep=outcome_of,
             )
-            outcomes = [outcome_of(record) for record in records]
             return RunResult(outcomes, true_classes, request.threshold)
         record = run_map_execution(db, bucket, keys, name=request.name)
         if request.on_finished is not None:
