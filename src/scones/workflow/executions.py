@@ -33,7 +33,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar, overload
@@ -235,8 +235,8 @@ def last_inference_body(history: list[dict]) -> dict[str, Any]:
         for value in event.values():
             if not isinstance(value, dict):
                 continue
-            for field in ("output", "input"):
-                text = value.get(field)
+            for detail in ("output", "input"):
+                text = value.get(detail)
                 if isinstance(text, str) and '"inferences"' in text:
                     try:
                         body = json.loads(text)
@@ -307,46 +307,24 @@ class PendingFinish:
         return self._record
 
 
+@dataclass(slots=True, eq=False)
 class _FinishRow:
     """The values a finish writes, computed when its batch commits (a callable ``params``
-    for GroupCommit). One object, not closures: a batch run holds thousands of these until
-    they commit, and each object alive makes every garbage-collector pass longer."""
+    for GroupCommit). One slotted object, not closures: a batch run holds thousands of these
+    until they commit, and each object alive makes every garbage-collector pass longer."""
 
-    __slots__ = (
-        "after",
-        "before",
-        "cause",
-        "error",
-        "history",
-        "output",
-        "output_json",
-        "status",
-        "stopped_text",
-        "stored",
-    )
-
-    def __init__(
-        self,
-        status: str,
-        output: Any,
-        output_json: str | None,
-        error: str | None,
-        cause: str | None,
-        stopped_text: str,
-        history: list[dict],
-    ) -> None:
-        self.status = status
-        self.output = output
-        self.output_json = output_json
-        self.error = error
-        self.cause = cause
-        self.stopped_text = stopped_text
-        self.history = history
-        self.before: tuple[Any, ...] = ()  # the columns before and after these ones
-        self.after: tuple[Any, ...] = ()
-        # The history as stored (event timestamps as ISO text), once encoded: the record
-        # returned holds that, so get() returns an equal record.
-        self.stored: list[list[dict]] = []
+    status: str
+    output: Any
+    output_json: str | None
+    error: str | None
+    cause: str | None
+    stopped_text: str
+    history: list[dict]
+    before: tuple[Any, ...] = ()  # the columns before and after these ones
+    after: tuple[Any, ...] = ()
+    # The history as stored (event timestamps as ISO text), once encoded: the record
+    # returned holds that, so get() returns an equal record.
+    stored: list[list[dict]] = field(default_factory=list)
 
     def __call__(self) -> tuple[Any, ...]:
         history_blob, events = encode_history(self.history)
