@@ -179,7 +179,7 @@ def run_workflow(
         local_runner(db, max_concurrency=concurrency, overrides=overrides) as runner,
     ):
         inputs = [(None, {"s3_bucket": "scones", "s3_key": k, "image_data": ""}) for k in keys]
-        # What a batch run keeps of each record (`scones workflow run` keeps its outcome):
+        # What a batch run keeps of each record (`scones run` keeps its outcome):
         # not the histories, which would pile up.
         result = _timed(
             lambda: runner.run_all(inputs, keep=lambda r: (r.status, len(r.history))),
@@ -331,7 +331,7 @@ def measure(
 def build_model_elsewhere(model_dir: Path) -> Path:
     """The tests' tiny real ONNX model, built in another process: onnx and the test
     helpers stay out of this one, whose garbage-collector passes then walk what a
-    ``scones workflow run`` process holds, not tens of thousands of objects more."""
+    ``scones run`` process holds, not tens of thousands of objects more."""
     script = (
         "import sys; from pathlib import Path; sys.path.insert(0, sys.argv[1]); "
         "from conftest import build_tiny_model; build_tiny_model(Path(sys.argv[2]))"

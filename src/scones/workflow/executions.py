@@ -551,7 +551,7 @@ class ExecutionStore:
         # The row's values, computed by the thread that commits this write's batch.
         row = _FinishRow(status, output, output_json, error, cause, stopped_text, history)
         if deferred is not None:
-            row.before = deferred[0][:6]  # the whole row: the execution was never written
+            row.before = deferred[0]  # the whole row: the execution was never written
             write = self._writes.submit(_INSERT_FINISHED, row)
         else:
             row.after = (execution_id,)
