@@ -6,7 +6,8 @@ ceiling. Goals (2 cores): at concurrency 32 at least 50% of raw batch-32 through
 under 25 ms at concurrency 8. The load generator is a lean asyncio HTTP/1.1 keep-alive client
 (one connection per concurrent user, like wrk) because it shares the CPU with the server.
 
-    .venv/bin/python benchmarks/serve_load.py [--model DIR] [--duration 5] [--json]
+    .venv/bin/python benchmarks/serve_load.py [--model DIR] [--backbone efficientnet-lite0
+        [--recipe JSON]] [--duration 5] [--json]
 
 Without ``--model`` it builds a model of the real architecture (scones.model.net, random
 weights: speed does not depend on the weights) and exports it to ONNX in a temp folder.
@@ -27,6 +28,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import psutil
@@ -37,9 +39,14 @@ SCONES = Path(sys.executable).parent / "scones"
 CONCURRENCIES = (1, 8, 32, 128)
 
 
-def build_model(folder: Path, width: int = 32, backbone: str = "scratch") -> Path:
-    """The real architecture (flip-averaged VehicleNet of ``width``, or the default transfer
-    model: EfficientNet-Lite0 trunk + 3 tuned tails at 128 px) exported to ONNX."""
+def build_model(
+    folder: Path,
+    width: int = 32,
+    backbone: str = "scratch",
+    overrides: dict[str, Any] | None = None,
+) -> Path:
+    """The real architecture (flip-averaged VehicleNet of ``width``, or the transfer model of
+    the default recipe, or of ``overrides`` to it) exported to ONNX."""
     import warnings
 
     import torch
@@ -58,7 +65,8 @@ def build_model(folder: Path, width: int = 32, backbone: str = "scratch") -> Pat
         from scones.model.train import TrainConfig, preprocessing_for
         from scones.model.transfer import FrozenTrunk, LinearProbe, TransferClassifier, TunedTail
 
-        config = TrainConfig()  # the default recipe's shape; speed does not depend on weights
+        # The recipe's shape (speed does not depend on the weights).
+        config = TrainConfig(**(overrides or {}))
         prep = preprocessing_for(config)
         lite0 = EfficientNetLite0(config.image_size).eval()
         cut = len(lite0._blocks) - config.tune_blocks
@@ -69,6 +77,7 @@ def build_model(folder: Path, width: int = 32, backbone: str = "scratch") -> Pat
             "net": "EfficientNet-Lite0 transfer",
             "members": config.members,
             "linear_probe": config.linear_probe,
+            "image_size": config.image_size,
         }
     model = FlipAveragedClassifier(net).eval()
     example = torch.zeros(1, 3, *prep.input_size)
@@ -251,6 +260,13 @@ def main() -> int:
         choices=("scratch", "efficientnet-lite0"),
         help="architecture of the built model (efficientnet-lite0: the transfer default)",
     )
+    parser.add_argument(
+        "--recipe",
+        type=json.loads,
+        default={},
+        metavar="JSON",
+        help="TrainConfig overrides for the built transfer model, e.g. '{\"image_size\": 128}'",
+    )
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per concurrency")
     parser.add_argument("--concurrency", type=int, nargs="*", default=list(CONCURRENCIES))
     parser.add_argument("--max-batch-size", type=int, default=4, help="as scones serve")
@@ -265,7 +281,9 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory(prefix="scones-serve-bench-") as tmp:
         tmp_path = Path(tmp)
-        model_dir = args.model or build_model(tmp_path / "model", args.width, args.backbone)
+        model_dir = args.model or build_model(
+            tmp_path / "model", args.width, args.backbone, args.recipe
+        )
         images = load_pngs(256)
         # The ceiling: the best of ONNX Runtime with one thread and with one per core.
         raw: dict[str, float] = {}
@@ -324,7 +342,8 @@ def main() -> int:
             or (
                 f"VehicleNet width {args.width}, flip-averaged, random weights"
                 if args.backbone == "scratch"
-                else "EfficientNet-Lite0 transfer (default recipe), random weights"
+                else "EfficientNet-Lite0 transfer "
+                f"({json.dumps(args.recipe) if args.recipe else 'default recipe'}), random weights"
             )
         ),
         "capture": not args.no_capture,

@@ -15,12 +15,15 @@ from model_helpers import shared_sample, write_layout
 from PIL import Image
 
 from conftest import noise_png, solid_png
+from scones.model.artifact import OnnxClassifier
 from scones.model.augment import cutout, random_crop, random_flip
 from scones.model.calibrate import fit_temperature, fit_temperature_mle
 from scones.model.dataset import load_split
 from scones.model.evaluate import (
     EvaluationError,
+    batched_logits,
     classification_metrics,
+    eval_batch_size,
     evaluate_model,
     expected_calibration_error,
     lowest_threshold_reaching,
@@ -171,6 +174,22 @@ def test_evaluate_model_on_a_colour_layout(tiny_model_dir: Path, tmp_path: Path)
     assert result["recommended_threshold"] is not None
     assert result["coverage_at_recommended"] >= 4 / 6
     assert result["data"]["split"] == "test"
+
+
+def test_evaluation_batches_are_bounded_by_pixels(
+    tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 256 images of 32x32, but only 16 of 224x224 per ONNX Runtime call (memory).
+    assert eval_batch_size((32, 32)) == 256
+    assert eval_batch_size((224, 224)) == 16
+    assert eval_batch_size((4096, 4096)) == 1
+    classifier = OnnxClassifier(tiny_model_dir)
+    inputs = np.random.default_rng(0).uniform(-1, 1, (7, *classifier.card.input_shape))
+    inputs = inputs.astype(np.float32)
+    whole = classifier.logits(inputs)
+    monkeypatch.setattr("scones.model.evaluate.EVAL_BATCH", 3)
+    np.testing.assert_allclose(batched_logits(classifier, inputs), whole, atol=1e-5)
+    assert batched_logits(classifier, inputs[:0]).shape == (0, 2)
 
 
 def test_evaluate_refuses_other_class_names(tiny_model_dir: Path, tmp_path: Path) -> None:

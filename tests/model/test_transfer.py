@@ -97,6 +97,29 @@ def test_linear_probe_fits_frozen_features_and_trains_nothing_else(random_weight
     assert trainable == ["classifier.weight", "classifier.bias"]
 
 
+def test_cached_trunk_activations_match_pytorch_and_mirror_the_images(
+    random_weights: Path,
+) -> None:
+    # On CPU the trunk runs in ONNX Runtime; the tails train on what it gives.
+    backbone = load_efficientnet_lite0(SIZE, resolve_weights(random_weights))
+    cut = len(backbone._blocks) - 4
+    trunk = FrozenTrunk(backbone, cut).eval()
+    images = torch.rand(7, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(2)) * 2 - 1
+    views = trunk_features(trunk, images, torch.device("cpu"))
+    with torch.no_grad():
+        plain, plain_pooled = trunk.forward_pooled(images, PROBE_FROM_BLOCK)
+        mirrored, mirrored_pooled = trunk.forward_pooled(
+            torch.flip(images, dims=[3]), PROBE_FROM_BLOCK
+        )
+    for got, expected in zip(views, (plain, mirrored, plain_pooled, mirrored_pooled), strict=True):
+        assert got.shape == expected.shape
+        # Relative to the activations' scale (random weights make them tiny).
+        scale = float(expected.abs().max())
+        assert scale > 0
+        torch.testing.assert_close(got, expected, atol=1e-4 * scale, rtol=1e-3)
+    assert float((views.plain - views.mirrored).abs().max()) > 1e-2 * float(plain.abs().max())
+
+
 def write_card(model_dir: Path, prep: Preprocessing) -> None:
     card = ModelCard(
         name="t",
@@ -127,15 +150,15 @@ def test_transfer_preprocessing_scales_to_minus_one_one_at_its_size() -> None:
     from PIL import Image
 
     prep = preprocessing_for(TrainConfig())
-    assert prep.input_size == (128, 128)
+    assert prep.input_size == (224, 224)
     image = Image.new("RGB", (32, 32), (255, 0, 128))
     import io
 
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     (array,) = preprocess_batch([buffer.getvalue()], prep)
-    assert array.shape == (3, 128, 128)
-    np.testing.assert_allclose(array[:, 60, 60], [1.0, -1.0, 128 / 127.5 - 1], atol=1e-6)
+    assert array.shape == (3, 224, 224)
+    np.testing.assert_allclose(array[:, 100, 100], [1.0, -1.0, 128 / 127.5 - 1], atol=1e-6)
     assert preprocessing_for(TrainConfig(backbone="scratch")) == Preprocessing()
 
 
@@ -166,7 +189,9 @@ def test_backbone_defaults_and_bad_backbone() -> None:
     assert TrainConfig(epochs=3).epochs == 3  # a given value wins over the backbone's default
     with pytest.raises(UsageError, match=r"backbone='resnet50'.*'efficientnet-lite0' or 'scratch'"):
         make_config({"backbone": "resnet50"})
-    assert transfer.linear_probe and not TrainConfig(backbone="scratch").linear_probe
+    assert (transfer.members, transfer.image_size, transfer.linear_probe) == (2, 224, False)
+    assert TrainConfig(linear_probe=True).linear_probe
+    assert not TrainConfig(backbone="scratch").linear_probe
     with pytest.raises(UsageError, match="linear_probe needs the pretrained backbone"):
         make_config({"backbone": "scratch", "linear_probe": True})
 

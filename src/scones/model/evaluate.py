@@ -32,6 +32,9 @@ RISK_COVERAGE_THRESHOLDS = (
 )
 ECE_BINS = 15
 EVAL_BATCH = 256
+# Images per ONNX Runtime call are bounded by pixels too: at 224x224 one call of 256 images
+# (512 views with the flip) held over 2 GB of activations in ONNX Runtime's arena.
+EVAL_PIXELS = 16 * 224 * 224
 
 
 class EvaluationError(SconesError):
@@ -131,13 +134,31 @@ def classification_metrics(
     return result
 
 
+def eval_batch_size(input_size: tuple[int, int]) -> int:
+    """Images per ONNX Runtime call when evaluating: at most EVAL_BATCH, at most EVAL_PIXELS."""
+    height, width = input_size
+    return max(1, min(EVAL_BATCH, EVAL_PIXELS // (height * width)))
+
+
+def batched_logits(classifier: OnnxClassifier, inputs: np.ndarray) -> np.ndarray:
+    """Raw logits of normalised NCHW inputs, in batches of :func:`eval_batch_size`."""
+    size = eval_batch_size(classifier.preprocessing.input_size)
+    outputs = [
+        classifier.logits(inputs[start : start + size]) for start in range(0, len(inputs), size)
+    ]
+    if not outputs:
+        return np.zeros((0, len(classifier.class_names)), dtype=np.float32)
+    return np.concatenate(outputs)
+
+
 def predict_pixels(classifier: OnnxClassifier, pixels: np.ndarray) -> np.ndarray:
     """Calibrated probabilities for uint8 (N, H, W, 3) pixels, in batches."""
+    size = eval_batch_size(classifier.preprocessing.input_size)
     outputs = [
         classifier.predict(
-            normalize_hwc_uint8(pixels[start : start + EVAL_BATCH], classifier.preprocessing)
+            normalize_hwc_uint8(pixels[start : start + size], classifier.preprocessing)
         )
-        for start in range(0, len(pixels), EVAL_BATCH)
+        for start in range(0, len(pixels), size)
     ]
     if not outputs:
         return np.zeros((0, len(classifier.class_names)), dtype=np.float64)
