@@ -27,8 +27,6 @@ MODEL_JSON = "model.json"
 MODEL_ONNX = "model.onnx"
 MODEL_WEIGHTS = "model.safetensors"
 BASELINE_JSON = "baseline.json"
-# The ONNX opset of every graph we export (the served model, the trunk cached for training).
-ONNX_OPSET = 17
 ARTIFACT_MEMBERS = (MODEL_JSON, MODEL_ONNX, MODEL_WEIGHTS, BASELINE_JSON)
 # An artifact of this small model is a few MB; refuse to unpack anything far larger.
 MAX_ARTIFACT_MEMBER_BYTES = 512 * 1024 * 1024

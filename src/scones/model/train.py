@@ -22,7 +22,6 @@ import os
 import subprocess
 import time
 import tomllib
-import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -41,7 +40,6 @@ from scones.model.artifact import (
     MODEL_JSON,
     MODEL_ONNX,
     MODEL_WEIGHTS,
-    ONNX_OPSET,
     ModelCard,
     OnnxClassifier,
     softmax,
@@ -59,6 +57,7 @@ from scones.model.net import (
     count_macs,
     count_parameters,
 )
+from scones.model.onnx_export import export_module
 from scones.model.preprocess import Preprocessing, normalize_hwc_uint8, resize_for
 from scones.model.transfer import (
     TransferClassifier,
@@ -624,23 +623,7 @@ def export_onnx(net: torch.nn.Module, path: Path, input_shape: tuple[int, int, i
     """``input`` (N, C, H, W) -> ``logits`` (N, classes), flip-averaged, dynamic batch."""
     wrapped = FlipAveragedClassifier(net).eval()
     sample = torch.zeros(2, *input_shape)
-    with warnings.catch_warnings():
-        # The TorchScript exporter is deprecated (DeprecationWarning) but, unlike the
-        # torch.export one, handles this plain CNN with no extra dependencies or log noise.
-        warnings.simplefilter("ignore", DeprecationWarning)
-        # EfficientNet's constant "SAME" pads: the exporter reverses their order with a
-        # Slice it cannot fold and says so; the graph is correct (parity is checked).
-        warnings.filterwarnings("ignore", message="Constant folding - Only steps=1")
-        torch.onnx.export(
-            wrapped,
-            (sample,),
-            str(path),
-            input_names=["input"],
-            output_names=["logits"],
-            dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
-            opset_version=ONNX_OPSET,
-            dynamo=False,
-        )
+    export_module(wrapped, sample, path, input_name="input", output_names=["logits"])
 
 
 def onnx_parity(net: torch.nn.Module, model_dir: Path, inputs: np.ndarray) -> float:

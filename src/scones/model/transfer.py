@@ -24,7 +24,6 @@ import copy
 import math
 import tempfile
 import time
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -35,10 +34,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from scones.model.artifact import ONNX_OPSET
 from scones.model.backbones import BackboneWeights, load_efficientnet_lite0
 from scones.model.calibrate import negative_log_likelihood
 from scones.model.efficientnet import EfficientNetLite0
+from scones.model.onnx_export import export_module
 
 FEATURE_BATCH = 100  # images per forward pass of the frozen trunk (bounds peak memory)
 FEATURE_PIXELS = 16 * 224 * 224  # and pixels per pass (ONNX Runtime arena): 49 images at 128 px
@@ -187,23 +186,13 @@ def _onnx_trunk_session(trunk: FrozenTrunk, sample: torch.Tensor) -> ort.Inferen
     uses; CPU threads as many as PyTorch's)."""
     with tempfile.TemporaryDirectory(prefix="scones-trunk-") as folder:
         path = Path(folder) / "trunk.onnx"
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)  # the TorchScript exporter
-            warnings.filterwarnings("ignore", message="Constant folding - Only steps=1")
-            torch.onnx.export(
-                _PooledTrunk(trunk).eval(),
-                (sample,),
-                str(path),
-                input_names=["input"],
-                output_names=["features", "pooled"],
-                dynamic_axes={
-                    "input": {0: "batch"},
-                    "features": {0: "batch"},
-                    "pooled": {0: "batch"},
-                },
-                opset_version=ONNX_OPSET,
-                dynamo=False,
-            )
+        export_module(
+            _PooledTrunk(trunk).eval(),
+            sample,
+            path,
+            input_name="input",
+            output_names=["features", "pooled"],
+        )
         graph = path.read_bytes()
     options = ort.SessionOptions()
     options.intra_op_num_threads = torch.get_num_threads()
