@@ -135,7 +135,8 @@ def classification_metrics(
 
 
 def eval_batch_size(input_size: tuple[int, int]) -> int:
-    """Images per ONNX Runtime call when evaluating: at most EVAL_BATCH, at most EVAL_PIXELS."""
+    """Images per ONNX Runtime call outside serving (evaluation, calibration, the trunk cached
+    for training): at most EVAL_BATCH, at most EVAL_PIXELS."""
     height, width = input_size
     return max(1, min(EVAL_BATCH, EVAL_PIXELS // (height * width)))
 

@@ -37,10 +37,10 @@ from torch import nn
 from scones.model.backbones import BackboneWeights, load_efficientnet_lite0
 from scones.model.calibrate import negative_log_likelihood
 from scones.model.efficientnet import EfficientNetLite0
+from scones.model.evaluate import eval_batch_size
 from scones.model.onnx_export import export_module
 
-FEATURE_BATCH = 100  # images per forward pass of the frozen trunk (bounds peak memory)
-FEATURE_PIXELS = 16 * 224 * 224  # and pixels per pass (ONNX Runtime arena): 49 images at 128 px
+FEATURE_BATCH = 100  # rows per pass of the probe's pooling (bounds peak memory)
 # The probe pools blocks 8-15 (the last three stages) and the head: on five folds of the
 # shared data earlier blocks added nothing and the head alone was 2 points worse.
 PROBE_FROM_BLOCK = 8
@@ -213,8 +213,8 @@ def trunk_features(trunk: FrozenTrunk, inputs: torch.Tensor, device: torch.devic
     if device.type == "cpu" and len(inputs):
         session = _onnx_trunk_session(trunk, inputs[:1].cpu())
     views: list[list[torch.Tensor]] = [[], [], [], []]
-    height, width = inputs.shape[2:]
-    batch_size = max(1, min(FEATURE_BATCH, FEATURE_PIXELS // (height * width)))
+    # Bounded like evaluation's ONNX Runtime calls (by pixels: its arena grows with them).
+    batch_size = eval_batch_size((inputs.shape[2], inputs.shape[3]))
     for start in range(0, len(inputs), batch_size):
         batch = inputs[start : start + batch_size]
         for mirror, (features, pooled) in enumerate(((views[0], views[2]), (views[1], views[3]))):
