@@ -1,4 +1,4 @@
-"""Scratch vs transfer (and any --compare configuration) on the same 5 folds of the shared data.
+"""Scratch, transfer and distilled (and any --compare configuration) on the same 5 folds.
 
 The 1000 shared CIFAR-100 vehicle images are split into 5 stratified folds (fixed seed). For
 fold k, fold k is the test split (200 images), 10 % of the rest is validation (checkpoint
@@ -12,8 +12,13 @@ Runtime on its test fold. Reported per configuration:
 - training seconds and peak RSS (mean, max);
 - ONNX Runtime images/s at batch 1 and batch 32 (the served graph, flip TTA included).
 
+"distilled" is the scratch network trained on the soft labels of the same fold's "transfer"
+model (``"teacher": "@transfer"``: a teacher written ``@NAME`` is that fold's model of the
+configuration NAME, trained earlier in the same run; its training time is not counted).
+
     .venv/bin/python benchmarks/train_accuracy.py [--folds 0,1,2,3,4] [--threads 2]
-        [--compare NAME=JSON ...] [--no-scratch] [--json]
+        [--compare NAME=JSON ...] [--no-scratch] [--no-distilled] [--only NAMES]
+        [--models DIR] [--json]
 """
 
 from __future__ import annotations
@@ -41,7 +46,11 @@ GOAL_ACCURACY = 0.96
 GOAL_COVERAGE = 0.90
 GOAL_SECONDS = 300.0
 GOAL_RSS_MB = 3072.0
-CONFIGS: dict[str, dict[str, Any]] = {"transfer": {}, "scratch": {"backbone": "scratch"}}
+CONFIGS: dict[str, dict[str, Any]] = {
+    "transfer": {},
+    "scratch": {"backbone": "scratch"},
+    "distilled": {"teacher": "@transfer"},
+}
 
 
 def fold_splits(labels: np.ndarray, fold: int) -> dict[str, np.ndarray]:
@@ -96,8 +105,13 @@ def onnx_images_per_second(model_dir: Path, batch: int, seconds: float = 3.0) ->
     return done / (time.perf_counter() - started)
 
 
-def run_one(source: str, fold: int, overrides: dict[str, Any]) -> dict[str, Any]:
-    """One fold in a fresh process: write the layout, train like `scones train`, evaluate."""
+def run_one(
+    source: str, fold: int, overrides: dict[str, Any], keep: str, teacher: str | None
+) -> dict[str, Any]:
+    """One fold in a fresh process: write the layout, train like `scones train`, evaluate;
+    the model folder is kept at ``keep`` (a later configuration may distil from it)."""
+    import shutil
+
     import torch
 
     from scones.model.artifact import OnnxClassifier
@@ -112,7 +126,13 @@ def run_one(source: str, fold: int, overrides: dict[str, Any]) -> dict[str, Any]
         config = TrainConfig(**overrides)
         store = open_store(str(staged))
         started = time.perf_counter()
-        trained = train_model(store, config, Path(tmp) / "model", name="bench")
+        trained = train_model(
+            store,
+            config,
+            Path(tmp) / "model",
+            name="bench",
+            teacher_dir=Path(teacher) if teacher else None,
+        )
         seconds = time.perf_counter() - started
         peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         threshold = trained.metrics["recommended_threshold"]
@@ -122,6 +142,8 @@ def run_one(source: str, fold: int, overrides: dict[str, Any]) -> dict[str, Any]
         probabilities = predict_pixels(classifier, images.pixels)
         ips1 = onnx_images_per_second(trained.model_dir, 1)
         ips32 = onnx_images_per_second(trained.model_dir, 32)
+        shutil.rmtree(keep, ignore_errors=True)  # a rerun with the same --models replaces it
+        shutil.copytree(trained.model_dir, keep)
     at = test.get("at_threshold") or {}
     return {
         "fold": fold,
@@ -147,11 +169,23 @@ def run_one(source: str, fold: int, overrides: dict[str, Any]) -> dict[str, Any]
     }
 
 
-def run_folds(source: Path, folds: list[int], overrides: dict[str, Any]) -> list[dict[str, Any]]:
+def run_folds(
+    source: Path, folds: list[int], name: str, overrides: dict[str, Any], kept: Path
+) -> list[dict[str, Any]]:
+    """Every fold of one configuration; models are kept under ``kept/NAME/fold-K``."""
     results = []
     for fold in folds:
+        teacher = overrides.get("teacher")
+        teacher_dir: str | None = teacher  # a model REF, or @NAME: that fold's model of NAME
+        if isinstance(teacher, str) and teacher.startswith("@"):
+            teacher_dir = str(kept / teacher[1:] / f"fold-{fold}")
+            if not Path(teacher_dir).is_dir():
+                raise SystemExit(f"{name}: teacher {teacher} has no model of fold {fold} yet")
+        keep = kept / name / f"fold-{fold}"
         with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as pool:
-            result = pool.submit(run_one, str(source), fold, overrides).result()
+            result = pool.submit(
+                run_one, str(source), fold, overrides, str(keep), teacher_dir
+            ).result()
         print(
             f"  fold {fold}: test {result['test_accuracy']:.4f} "
             f"cov@99 {result['test_coverage_at_99']:.3f} {result['train_seconds']:.0f} s "
@@ -199,6 +233,16 @@ def main() -> int:
     parser.add_argument("--source", type=Path, default=SHARED_VEHICLES, help="shared folder")
     parser.add_argument("--no-scratch", action="store_true", help="skip the scratch network")
     parser.add_argument(
+        "--no-distilled",
+        action="store_true",
+        help="skip the scratch network distilled from transfer",
+    )
+    parser.add_argument(
+        "--only",
+        help="comma-separated built-in configurations to run (transfer, scratch, distilled); "
+        "distilled alone needs --models from a run that trained transfer",
+    )
+    parser.add_argument(
         "--compare",
         action="append",
         default=[],
@@ -207,9 +251,20 @@ def main() -> int:
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--save", type=Path, help="also write the full report (JSON) here")
+    parser.add_argument(
+        "--models",
+        type=Path,
+        help="keep every fold's model under DIR/NAME/fold-K (default: a temporary folder); a "
+        "later run with the same DIR can distil from them (teacher @NAME)",
+    )
     args = parser.parse_args()
     folds = [int(f) for f in args.folds.split(",")]
-    configs = {k: v for k, v in CONFIGS.items() if not (args.no_scratch and k == "scratch")}
+    skipped = {"scratch"} if args.no_scratch else set()
+    if args.no_distilled:
+        skipped.add("distilled")
+    if args.only:
+        skipped |= set(CONFIGS) - set(args.only.split(","))
+    configs = {k: v for k, v in CONFIGS.items() if k not in skipped}
     for item in args.compare:
         name, _, text = item.partition("=")
         try:
@@ -230,10 +285,12 @@ def main() -> int:
         file=sys.stderr,
     )
     report: dict[str, Any] = {"torch": torch.__version__, "folds": folds, "configs": {}}
-    for name, values in configs.items():
-        print(f"{name}: {json.dumps(values)}", file=sys.stderr)
-        runs = run_folds(args.source, folds, {**common, **values})
-        report["configs"][name] = {"overrides": values, "summary": summary(runs), "runs": runs}
+    with tempfile.TemporaryDirectory(prefix="scones-bench-models-") as temporary:
+        kept = args.models or Path(temporary)
+        for name, values in configs.items():
+            print(f"{name}: {json.dumps(values)}", file=sys.stderr)
+            runs = run_folds(args.source, folds, name, {**common, **values}, kept)
+            report["configs"][name] = {"overrides": values, "summary": summary(runs), "runs": runs}
     if args.save:
         args.save.write_text(json.dumps(report))
     if args.json:

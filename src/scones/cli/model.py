@@ -124,6 +124,39 @@ def train(
         int | None,
         typer.Option("--cutout", help="Scratch network: cutout square side, 0 disables (8)."),
     ] = None,
+    teacher: Annotated[
+        str | None,
+        typer.Option(
+            "--teacher",
+            help="Distil: train the scratch network on this model's soft labels (a version, "
+            "alias, store URI or path, like --model of evaluate). Fast to serve, close to the "
+            "teacher; implies --backbone scratch.",
+        ),
+    ] = None,
+    distill_weight: Annotated[
+        float | None,
+        typer.Option(
+            "--distill-weight",
+            help="With --teacher: share of the soft labels in the loss, the rest is the true "
+            "labels (0.7).",
+        ),
+    ] = None,
+    distill_temperature: Annotated[
+        float | None,
+        typer.Option(
+            "--distill-temperature",
+            help="With --teacher: temperature softening teacher and student; 1 keeps the "
+            "teacher's calibrated probabilities (1).",
+        ),
+    ] = None,
+    distill_views: Annotated[
+        int | None,
+        typer.Option(
+            "--distill-views",
+            help="With --teacher: views of each training image the teacher scores before "
+            "training, the image and augmented crops; the student trains on them (8).",
+        ),
+    ] = None,
     seed: Annotated[
         int | None, typer.Option("--seed", help="Random seed; a CPU run repeats exactly (0).")
     ] = None,
@@ -177,6 +210,10 @@ def train(
             "label_smoothing": label_smoothing,
             "width": width,
             "cutout": cutout,
+            "teacher": teacher,
+            "distill_weight": distill_weight,
+            "distill_temperature": distill_temperature,
+            "distill_views": distill_views,
             "seed": seed,
             "device": device,
             "threads": threads,
@@ -184,6 +221,13 @@ def train(
     )
     model_name = name or settings().model_name
     target = open_configured_store(store)
+    teacher_dir = None
+    if config.teacher is not None:
+        from scones.model.registry import resolve_model
+
+        teacher_dir = resolve_model(
+            config.teacher, store=target, cache_dir=settings().cache_dir, name=model_name
+        )
     added = None
     if include_reviewed:
         from scones.cli.review import review_config
@@ -209,6 +253,7 @@ def train(
             promote_to=DEFAULT_ALIAS if promote_it else None,
             on_epoch=lambda report: _print_epoch(progress, task, report),
             added=added,
+            teacher_dir=teacher_dir,
         )
     metrics, card, registered = published.metrics, published.card, published.registered
     out.print(

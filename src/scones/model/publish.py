@@ -38,12 +38,14 @@ def train_and_register(
     promote_to: str | None = None,
     on_epoch: Callable[[EpochReport], None] | None = None,
     added: AddedImages | None = None,
+    teacher_dir: Path | None = None,
 ) -> PublishedModel:
     """Train on the layout under ``prefix``, register the result as the next version of ``name``.
 
     ``keep_dir`` also keeps a copy of the extracted model folder; ``promote_to`` points that
     alias (``production``) at the new version once it is registered. ``added`` images
-    (reviewed photos) join the training split only.
+    (reviewed photos) join the training split only. ``teacher_dir`` is the resolved model of
+    ``config.teacher`` (distillation).
     """
     with tempfile.TemporaryDirectory(prefix="scones-train-") as tmp:
         trained = train_model(
@@ -54,6 +56,7 @@ def train_and_register(
             prefix=prefix,
             on_epoch=on_epoch,
             added=added,
+            teacher_dir=teacher_dir,
         )
         registered = register(store, trained.model_dir, name)
         if keep_dir is not None:

@@ -2,7 +2,9 @@
 
 1. Load ``train`` and ``validation`` of a staged layout into memory (decoded once).
 2. Train :class:`~scones.model.net.VehicleNet` with SGD-Nesterov, a warmup-then-linear-decay
-   learning rate, label smoothing, random crop + flip + cutout, and an EMA of the weights.
+   learning rate, label smoothing, random crop + flip + cutout, and an EMA of the weights;
+   with a teacher (``--teacher``), on its soft labels too (:mod:`scones.model.distill`).
+   (The pretrained backbone trains its own way: :func:`fit_transfer`.)
 3. After every epoch, score the EMA weights on validation (flip-averaged); keep the best.
    The validation split is the only thing checkpoint selection and calibration look at.
 4. Export to ONNX with the flip averaging inside the graph; check parity with PyTorch.
@@ -29,7 +31,6 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from scones import __version__
@@ -44,11 +45,12 @@ from scones.model.artifact import (
     OnnxClassifier,
     softmax,
 )
-from scones.model.augment import augment_batch
+from scones.model.augment import augment_batch, random_flip
 from scones.model.backbones import EFFICIENTNET_LITE0, SCRATCH, resolve_weights
 from scones.model.baseline import write_baseline
 from scones.model.calibrate import fit_temperature, negative_log_likelihood
 from scones.model.dataset import AddedImages, ImageSet, load_split
+from scones.model.distill import TeacherTargets, distillation_loss, teacher_targets
 from scones.model.evaluate import batched_logits, classification_metrics
 from scones.model.net import (
     EnsembleClassifier,
@@ -144,10 +146,38 @@ class TrainConfig(BaseModel):
         le=8,
         description="networks trained with different seeds, logits averaged in one graph",
     )
+    teacher: str | None = Field(
+        default=None,
+        min_length=1,
+        description="model REF whose soft labels the scratch network learns (distillation)",
+    )
+    distill_weight: float = Field(
+        default=0.7, ge=0.0, le=1.0, description="share of the teacher's soft labels in the loss"
+    )
+    distill_temperature: float = Field(
+        default=1.0,
+        gt=0.0,
+        le=100.0,
+        description="softens teacher and student alike (1: the teacher's calibrated answers)",
+    )
+    distill_views: int = Field(
+        default=8,
+        ge=1,
+        le=64,
+        description="views of each training image the teacher scores (the image + augmented)",
+    )
 
     @model_validator(mode="before")
     @classmethod
     def _backbone_defaults(cls, values: Any) -> Any:
+        if isinstance(values, dict) and values.get("teacher") is not None:
+            # A teacher trains the small network; the pretrained one is what it learns from.
+            if values.get("backbone", SCRATCH) != SCRATCH:
+                raise ValueError(
+                    "teacher distils into the scratch network: leave backbone unset or give "
+                    f"'{SCRATCH}', not {values['backbone']!r}"
+                )
+            values = {**values, "backbone": SCRATCH}
         # Unset hyperparameters of the pretrained backbone take its own defaults.
         if isinstance(values, dict) and values.get("backbone", EFFICIENTNET_LITE0) == (
             EFFICIENTNET_LITE0
@@ -378,9 +408,12 @@ def fit(
     prep: Preprocessing,
     *,
     on_epoch: Callable[[EpochReport], None] | None = None,
+    teacher: TeacherTargets | None = None,
 ) -> FitResult:
     """Train ``config.members`` networks (seeds from ``config.seed``); with more than one,
-    the result is their logit-averaging ensemble."""
+    the result is their logit-averaging ensemble. With a ``teacher`` (its views of the training
+    images and its answers for them, :mod:`scones.model.distill`) the scratch network learns
+    to answer as it does."""
     device = select_device(config.device)
     torch.set_num_threads(config.threads or os.cpu_count() or 1)
     if device.type == "cuda":
@@ -393,6 +426,7 @@ def fit(
     train_y = torch.from_numpy(data.train.labels).to(device)
     val_x = to_tensor(data.validation, prep, device).contiguous(memory_format=memory_format)
     val_y = torch.from_numpy(data.validation.labels).to(device)
+    pool = None if teacher is None else (teacher.views.to(device), teacher.probabilities.to(device))
 
     started = time.perf_counter()
     nets: list[torch.nn.Module] = []
@@ -408,6 +442,7 @@ def fit(
             data.validation.labels,
             device,
             on_epoch,
+            pool,
         )
         nets.append(net)
         best_epochs.append(best_epoch)
@@ -422,6 +457,12 @@ def fit(
         if config.members == 1
         else f"{config.members} VehicleNets (seeds differ), logits averaged in the graph",
     }
+    if teacher is not None:
+        architecture["distilled"] = (
+            f"trained on a teacher's soft labels of {config.distill_views} views per image "
+            f"(weight {config.distill_weight}, temperature {config.distill_temperature}) and "
+            "the true labels"
+        )
     seconds = time.perf_counter() - started
     return FitResult(combined, best_epochs[0], history, seconds, best_epochs, architecture)
 
@@ -514,8 +555,10 @@ def fit_member(
     val_labels: np.ndarray,
     device: torch.device,
     on_epoch: Callable[[EpochReport], None] | None,
+    teacher_pool: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> tuple[VehicleNet, int, list[dict[str, float]]]:
-    """One network: the loop, EMA, and best-epoch selection on validation."""
+    """One network: the loop, EMA, and best-epoch selection on validation (on the true
+    labels, also when it learns a teacher's soft labels)."""
     seed = member_seed(config.seed, member)
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
@@ -559,16 +602,32 @@ def fit_member(
         losses = []
         for batch_index in range(steps_per_epoch):
             rows = order[batch_index * batch_size : (batch_index + 1) * batch_size]
-            inputs = augment_batch(
-                train_x[rows],
-                generator,
-                crop_padding=config.crop_padding,
-                flip=config.flip,
-                cutout_size=config.cutout,
-            ).contiguous(memory_format=memory_format)
+            soft_targets = None
+            if teacher_pool is None:
+                inputs = augment_batch(
+                    train_x[rows],
+                    generator,
+                    crop_padding=config.crop_padding,
+                    flip=config.flip,
+                    cutout_size=config.cutout,
+                )
+            else:
+                # One of the views the teacher scored, with its answer (mirrors answer alike).
+                views, answers = teacher_pool
+                pick = torch.randint(0, views.shape[1], (len(rows),), generator=generator)
+                pick = pick.to(device)
+                inputs, soft_targets = views[rows, pick], answers[rows, pick]
+                if config.flip:
+                    inputs = random_flip(inputs, generator)
+            inputs = inputs.contiguous(memory_format=memory_format)
             with autocast:
-                loss = F.cross_entropy(
-                    net(inputs), train_y[rows], label_smoothing=config.label_smoothing
+                loss = distillation_loss(
+                    net(inputs),
+                    train_y[rows],
+                    soft_targets,
+                    weight=config.distill_weight,
+                    temperature=config.distill_temperature,
+                    label_smoothing=config.label_smoothing,
                 )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -669,6 +728,7 @@ def write_artifact(
     *,
     name: str,
     target_precision: float = 0.99,
+    teacher: dict[str, Any] | None = None,
 ) -> TrainedModel:
     """Export, parity-check, calibrate and describe the model in ``model_dir``."""
     from safetensors.torch import save_file
@@ -744,6 +804,8 @@ def write_artifact(
             "image_sha256": sorted(data.added.sha256),  # compare refuses splits holding these
             **data.added.notes,
         }
+    if teacher is not None:
+        card.training["teacher"] = teacher  # what the soft labels came from
     card.data_fingerprint = data.fingerprint
     card.code_version = code_version()
     card.created_at = iso_z(utc_now())
@@ -761,17 +823,45 @@ def train_model(
     prep: Preprocessing | None = None,
     on_epoch: Callable[[EpochReport], None] | None = None,
     added: AddedImages | None = None,
+    teacher_dir: Path | None = None,
 ) -> TrainedModel:
     """Everything from a staged store to an extracted artifact folder (not yet registered).
 
-    ``added`` images join the training split only (``--include-reviewed``).
+    ``added`` images join the training split only (``--include-reviewed``). With
+    ``config.teacher``, ``teacher_dir`` is that model's extracted folder (resolved by the
+    caller, which knows the registry and the cache).
     """
     prep = prep or preprocessing_for(config)
     data = load_training_data(store, prep, prefix)
     if added is not None:
         data = add_training_images(data, added, prep)
-    result = fit(config, data, prep, on_epoch=on_epoch)
-    trained = write_artifact(result, data, config, prep, model_dir, name=name)
+    teacher = None
+    if config.teacher is not None:
+        if teacher_dir is None:
+            raise UsageError(f"teacher {config.teacher!r} was given but not resolved to a model")
+        teacher = teacher_targets(
+            teacher_dir,
+            to_tensor(data.train, prep, torch.device("cpu")),
+            data.train.labels,
+            data.class_names,
+            prep,
+            views=config.distill_views,
+            temperature=config.distill_temperature,
+            crop_padding=config.crop_padding,
+            cutout_size=config.cutout,
+            seed=config.seed,
+            ref=config.teacher,
+        )
+    result = fit(config, data, prep, on_epoch=on_epoch, teacher=teacher)
+    trained = write_artifact(
+        result,
+        data,
+        config,
+        prep,
+        model_dir,
+        name=name,
+        teacher=None if teacher is None else teacher.description,
+    )
     write_baseline(
         model_dir,
         store,
