@@ -3,11 +3,32 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 from scones.data.layout import LstEntry, format_lst, parse_lst
 
 CLASS_NAMES = ["bicycle", "motorcycle"]
+
+# The scratch network at its smallest: trains on a few dozen images in seconds.
+TINY_SCRATCH = {
+    "backbone": "scratch",
+    "epochs": 6,
+    "width": 8,
+    "batch_size": 16,
+    "lr": 0.05,
+    "cutout": 0,
+    "device": "cpu",
+    "members": 1,
+}
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    """``scones ARGS`` in a fresh interpreter, output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "scones.cli", *args], capture_output=True, text=True, timeout=120
+    )
 
 
 def write_layout(

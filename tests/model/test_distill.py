@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from model_helpers import shared_sample, staged_shared, write_layout
+from model_helpers import TINY_SCRATCH, run_cli, shared_sample, staged_shared, write_layout
 from PIL import Image
 
 from scones.errors import UsageError
@@ -24,16 +22,7 @@ from scones.model.preprocess import Preprocessing, normalize_hwc_uint8, resize_f
 from scones.model.train import TrainConfig, export_onnx, make_config, train_model
 from scones.store import open_store
 
-TINY_STUDENT = {
-    "epochs": 20,
-    "width": 8,
-    "batch_size": 16,
-    "lr": 0.05,
-    "cutout": 0,
-    "device": "cpu",
-    "members": 1,
-    "threads": 1,
-}
+TINY_STUDENT = {**TINY_SCRATCH, "epochs": 20, "threads": 1}
 
 
 def test_loss_is_cross_entropy_without_a_teacher_and_kl_with_one() -> None:
@@ -81,7 +70,7 @@ def contrary_teacher(tmp_path_factory: pytest.TempPathFactory, shared_vehicles: 
         "validation": [(1 - label, png) for label, png in shared_sample(shared_vehicles, 6, 16)],
     }
     root = write_layout(tmp_path_factory.mktemp("swapped"), swapped)
-    config = TrainConfig(backbone="scratch", **TINY_STUDENT)
+    config = TrainConfig(**TINY_STUDENT)
     trained = train_model(
         open_store(str(root)), config, tmp_path_factory.mktemp("t") / "m", name="contrary"
     )
@@ -102,9 +91,7 @@ def test_a_student_learns_what_its_teacher_says(
     # The teacher has learned the swapped labels (it disagrees with the true ones).
     assert agreement_with_labels(contrary_teacher, staged) < 0.3
     store = open_store(str(staged))
-    alone = train_model(
-        store, TrainConfig(backbone="scratch", **TINY_STUDENT), tmp_path / "a", name="alone"
-    )
+    alone = train_model(store, TrainConfig(**TINY_STUDENT), tmp_path / "a", name="alone")
     config = TrainConfig(teacher=str(contrary_teacher), distill_weight=1.0, **TINY_STUDENT)
     student = train_model(
         store, config, tmp_path / "s", name="student", teacher_dir=contrary_teacher
@@ -188,24 +175,8 @@ def test_teacher_scores_each_view_at_its_own_size(tmp_path: Path, staged: Path) 
 
 
 def test_cli_teacher_that_does_not_resolve_is_named(tmp_path: Path, staged: Path) -> None:
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "scones.cli",
-            "train",
-            "--store",
-            str(staged),
-            "--teacher",
-            "7",
-            "--epochs",
-            "1",
-            "--width",
-            "4",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
+    result = run_cli(
+        "train", "--store", str(staged), "--teacher", "7", "--epochs", "1", "--width", "4"
     )
     assert result.returncode != 0
     assert "model reference '7'" in result.stderr and "no version 7" in result.stderr

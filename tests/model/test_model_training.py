@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from model_helpers import shared_sample, staged_shared, write_layout
+from model_helpers import TINY_SCRATCH, run_cli, shared_sample, staged_shared, write_layout
 
 from scones.data.layout import LayoutError
 from scones.errors import UsageError
@@ -42,16 +40,7 @@ from scones.model.train import (
 )
 from scones.store import open_store
 
-TINY = {
-    "backbone": "scratch",
-    "epochs": 6,
-    "width": 8,
-    "batch_size": 16,
-    "lr": 0.05,
-    "cutout": 0,
-    "device": "cpu",
-    "members": 1,
-}
+TINY = TINY_SCRATCH
 
 
 @pytest.fixture(scope="module")
@@ -309,12 +298,6 @@ def test_config_file_and_bad_hyperparameters(tmp_path: Path) -> None:
         broken = tmp_path / "broken.json"
         broken.write_text("{")
         load_config(broken)
-
-
-def run_cli(*args: str, env_home: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "scones.cli", *args], capture_output=True, text=True, timeout=120
-    )
 
 
 def test_cli_train_single_class_fails_with_one_line(tmp_path: Path, shared_vehicles: Path) -> None:
