@@ -17,7 +17,6 @@ The teacher sees each view as the endpoint would show it that image: the student
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,6 +31,7 @@ from scones.model.artifact import MODEL_ONNX, OnnxClassifier, softmax
 from scones.model.augment import augment_batch
 from scones.model.evaluate import eval_batch_size
 from scones.model.preprocess import Preprocessing, normalize_hwc_uint8, resize_for
+from scones.model.registry import artifact_file_sha256
 
 
 class TeacherError(SconesError):
@@ -47,14 +47,6 @@ class TeacherTargets:
     views: torch.Tensor
     probabilities: torch.Tensor
     description: dict[str, Any]
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as stream:
-        for chunk in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(chunk)
-    return "sha256:" + digest.hexdigest()
 
 
 def to_pixels(inputs: torch.Tensor, prep: Preprocessing) -> np.ndarray:
@@ -127,7 +119,7 @@ def teacher_targets(
         "name": card.name,
         "version": card.version,
         "architecture": card.architecture.get("name"),
-        "onnx_sha256": file_sha256(teacher_dir / MODEL_ONNX),
+        "onnx_sha256": "sha256:" + artifact_file_sha256(teacher_dir / MODEL_ONNX),
         "input_size": list(teacher.preprocessing.input_size),
         "temperature": card.temperature,
         "views_per_image": k,

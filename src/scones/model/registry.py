@@ -224,7 +224,7 @@ def extract_to_cache(archive: Path, cache_dir: Path, *, digest: str | None = Non
     folder under the final name. ``digest`` is the archive's SHA-256 when already known.
     """
     if digest is None:
-        digest = _sha256_of_file(archive)
+        digest = artifact_file_sha256(archive)
     target = cache_dir / "models" / digest[:32]
     if (target / MODEL_JSON).is_file():
         return target
@@ -245,7 +245,9 @@ def extract_to_cache(archive: Path, cache_dir: Path, *, digest: str | None = Non
     return target
 
 
-def _sha256_of_file(path: Path) -> str:
+def artifact_file_sha256(path: Path) -> str:
+    """The hex SHA-256 of an artifact file (an archive, a model graph), refused when over the
+    artifact size limit."""
     size = path.stat().st_size
     if size > MAX_ARTIFACT_BYTES:
         raise ArtifactError(f"{path} is {size} bytes, over the {MAX_ARTIFACT_BYTES} limit")
