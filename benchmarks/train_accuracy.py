@@ -176,7 +176,7 @@ def run_folds(
     results = []
     for fold in folds:
         teacher = overrides.get("teacher")
-        teacher_dir: str | None = teacher  # a model REF, or @NAME: that fold's model of NAME
+        teacher_dir: str | None = teacher  # a model folder, or @NAME: that fold's model of NAME
         if isinstance(teacher, str) and teacher.startswith("@"):
             teacher_dir = str(kept / teacher[1:] / f"fold-{fold}")
             if not Path(teacher_dir).is_dir():

@@ -129,8 +129,9 @@ def train(
         typer.Option(
             "--teacher",
             help="Distil: train the scratch network on this model's soft labels (a version, "
-            "alias, store URI or path, like --model of evaluate). Fast to serve, close to the "
-            "teacher; implies --backbone scratch.",
+            "alias, store URI or path, like --model of evaluate). Serves several times the "
+            "teacher's images per second but routes fewer photos (docs/model.md); implies "
+            "--backbone scratch.",
         ),
     ] = None,
     distill_weight: Annotated[
