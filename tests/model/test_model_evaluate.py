@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -22,7 +23,9 @@ from scones.model.dataset import load_split
 from scones.model.evaluate import (
     EvaluationError,
     batched_logits,
+    bootstrap_coverage,
     classification_metrics,
+    coverage_interval,
     eval_batch_size,
     evaluate_model,
     expected_calibration_error,
@@ -221,6 +224,9 @@ def test_cli_evaluate_json_and_table(tiny_model_dir: Path, tmp_path: Path) -> No
     )
     assert table.returncode == 0, table.stderr
     assert "risk-coverage" in table.stdout and "recommended threshold" in table.stdout
+    interval = report["coverage_interval"]
+    assert 0.0 <= interval["low"] <= report["coverage_at_recommended"] <= interval["high"] <= 1
+    assert "another set of 6 images like this one" in " ".join(table.stdout.split())
 
 
 def test_cli_evaluate_missing_images_and_bad_ref(tiny_model_dir: Path, tmp_path: Path) -> None:
@@ -266,3 +272,62 @@ def test_confident_probabilities_keep_their_order() -> None:
     assert top[0] < top[1] < top[2] < 1.0
     correct = np.array([0.0, 1.0, 1.0])  # the least confident image is wrong
     assert lowest_threshold_reaching(top, correct, 0.99) == pytest.approx(top[1])
+
+
+def ranked(correct: list[bool]) -> tuple[np.ndarray, np.ndarray]:
+    """Top probabilities falling from 1.0, with these answers right or wrong in that order."""
+    top = np.linspace(1.0, 0.5, len(correct))
+    return top, np.asarray(correct, dtype=np.float64)
+
+
+def test_coverage_interval_is_a_point_when_every_answer_is_right() -> None:
+    top, correct = ranked([True] * 40)
+    interval = coverage_interval(top, correct, 0.99)
+    assert interval is not None
+    assert (interval["low"], interval["high"]) == (1.0, 1.0)
+    assert interval["confidence"] == 0.95 and interval["resamples"] == 1000
+
+
+def test_one_confident_error_makes_the_figure_swing() -> None:
+    # The most confident answer is wrong: on this set nothing reaches 99 %, but test sets
+    # drawn without that image route everything.
+    top, correct = ranked([False] + [True] * 59)
+    assert (
+        classification_metrics(
+            np.stack([top, 1 - top], 1), np.where(correct == 1, 0, 1), ["a", "b"]
+        )["coverage_at_recommended"]
+        == 0.0
+    )
+    interval = coverage_interval(top, correct, 0.99)
+    assert interval is not None and interval["low"] == 0.0 and interval["high"] == 1.0
+    samples = bootstrap_coverage(top, correct, 0.99, resamples=2000)
+    # A resample leaves the image out with probability (59/60)^60 ~ 0.36.
+    assert 0.30 < (samples == 1.0).mean() < 0.42
+
+
+def test_bootstrap_coverage_repeats_for_a_seed_and_follows_the_sample_size() -> None:
+    top, correct = ranked([i % 7 != 3 for i in range(70)])
+    first = bootstrap_coverage(top, correct, 0.99, seed=1)
+    assert np.array_equal(first, bootstrap_coverage(top, correct, 0.99, seed=1))
+    assert not np.array_equal(first, bootstrap_coverage(top, correct, 0.99, seed=2))
+    # One image per test set: covered exactly when it is right.
+    single = bootstrap_coverage(top, correct, 0.99, sample_size=1, resamples=4000)
+    assert abs(single.mean() - correct.mean()) < 0.03
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda: bootstrap_coverage(np.array([]), np.array([]), 0.99), "at least one prediction"),
+        (lambda: bootstrap_coverage(*ranked([True]), 0.99, resamples=0), "resamples .* got 0"),
+        (lambda: bootstrap_coverage(*ranked([True]), 0.99, sample_size=0), "sample_size .* 0"),
+        (lambda: coverage_interval(*ranked([True]), 0.99, confidence=1.5), "confidence .* 1.5"),
+    ],
+)
+def test_bootstrap_refuses_bad_arguments(call: Any, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        call()
+
+
+def test_no_interval_without_predictions() -> None:
+    assert coverage_interval(np.array([]), np.array([]), 0.99) is None

@@ -395,3 +395,12 @@ def evaluate(
         ),
         highlight=False,
     )
+    interval = result.get("coverage_interval")
+    if interval is not None:
+        out.print(
+            f"coverage at {target_precision:.2%} selective accuracy on another set of "
+            f"{result['n']} images like this one: {interval['low']:.3f} to "
+            f"{interval['high']:.3f} ({interval['confidence']:.0%} bootstrap interval, "
+            f"{interval['resamples']} resamples)",
+            highlight=False,
+        )

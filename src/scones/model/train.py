@@ -781,6 +781,7 @@ def write_artifact(
         "ece": metrics["ece"],
         "recommended_threshold": metrics["recommended_threshold"],
         "coverage_at_recommended": metrics["coverage_at_recommended"],
+        "coverage_interval": metrics["coverage_interval"],
         "target_precision": target_precision,
         "onnx_max_abs_diff": parity,
     }
