@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -41,6 +42,14 @@ def test_demo_fast_runs_every_stage_and_reports_consistent_numbers(
     failed = [record for record in records if record.status == "FAILED"]
     assert passed + len(failed) == len(records)
     assert f"{passed} passed, {len(failed)} failed" in result.stdout
+    # the business number, with how far it could move on another test set of this size
+    coverage = re.search(
+        r"coverage at 99% \(test\)\W+([\d.]+) \(95% interval ([\d.]+)-([\d.]+)\)",
+        result.stdout,
+    )
+    assert coverage is not None, result.stdout
+    low, value, high = (float(coverage[i]) for i in (2, 1, 3))
+    assert 0.0 <= low <= value + 0.005 and value <= high + 0.005 and high <= 1.0
 
     # every failure is the loud threshold failure, and its image is kept for review
     assert {record.error for record in failed} <= {"ThresholdConfidenceNotMet"}

@@ -48,6 +48,9 @@ class DemoSummary:
     test_accuracy: float | None = None
     test_images: int = 0
     recommended_threshold: float | None = None
+    # The business number on the test split: share routable at 99 % selective accuracy.
+    test_coverage: float | None = None
+    test_coverage_interval: dict[str, Any] | None = None
     threshold: float | None = None  # what routing used (SCONES_THRESHOLD, or the model's)
     passed: int = 0
     failed: int = 0
@@ -192,6 +195,8 @@ def _stage_and_train(
         summary.test_accuracy = metrics["accuracy"]
         summary.test_images = metrics["n"]
         summary.recommended_threshold = metrics.get("recommended_threshold")
+        summary.test_coverage = metrics["coverage_at_recommended"]
+        summary.test_coverage_interval = metrics.get("coverage_interval")
         step(info=f"accuracy {metrics['accuracy']:.3f} on {metrics['n']} images")
 
     with stages.stage("register and promote") as step:

@@ -62,6 +62,16 @@ def demo(
     table.add_row("model", f"{conf.model_name} v{summary.model_version} (production)")
     table.add_row("validation accuracy", f"{summary.validation_accuracy:.3f}")
     table.add_row("test accuracy", f"{summary.test_accuracy:.3f} on {summary.test_images} images")
+    interval = summary.test_coverage_interval
+    table.add_row(
+        "coverage at 99% (test)",
+        f"{summary.test_coverage or 0.0:.3f}"
+        + (
+            ""
+            if interval is None
+            else f" (95% interval {interval['low']:.2f}-{interval['high']:.2f})"
+        ),
+    )
     table.add_row(
         "executions",
         f"{summary.passed} passed, {summary.failed} failed (threshold "
