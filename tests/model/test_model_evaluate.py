@@ -18,7 +18,7 @@ from PIL import Image
 from conftest import noise_png, solid_png
 from scones.model.artifact import OnnxClassifier
 from scones.model.augment import cutout, random_crop, random_flip
-from scones.model.calibrate import fit_temperature, fit_temperature_mle
+from scones.model.calibrate import fit_temperature, fit_temperature_mle, platt_targets
 from scones.model.dataset import load_split
 from scones.model.evaluate import (
     EvaluationError,
@@ -112,6 +112,30 @@ def test_temperature_does_not_oversharpen_on_a_small_split() -> None:
     plain, guarded = fit_temperature_mle(logits, labels), fit_temperature(logits, labels)
     assert plain < 0.5
     assert guarded > 1.3 * plain
+
+
+def test_temperature_stays_finite_when_validation_has_no_mistake() -> None:
+    # 84 right answers with wide margins: the plain NLL optimum is the smallest temperature
+    # there is, and every unseen answer would be served as certain.
+    rng = np.random.default_rng(2)
+    labels = np.arange(84) % 2
+    margins = rng.normal(6.0, 2.0, 84).clip(0.5)
+    logits = np.zeros((84, 2))
+    logits[np.arange(84), labels] = margins
+    assert fit_temperature_mle(logits, labels) == pytest.approx(0.05, rel=0.02)
+    temperature = fit_temperature(logits, labels)
+    assert temperature > 0.5
+    # No more confident on average than the rule of succession allows: 43 of 44 per class.
+    shifted = logits / temperature
+    top = np.exp(shifted.max(1)) / np.exp(shifted).sum(1)
+    assert 0.9 < top.mean() <= 43 / 44
+
+
+def test_platt_targets_follow_the_rule_of_succession() -> None:
+    targets = platt_targets(np.array([0, 0, 0, 1, 2]), 3)
+    np.testing.assert_allclose(targets[0], [4 / 5, 1 / 10, 1 / 10])
+    np.testing.assert_allclose(targets[3], [1 / 6, 2 / 3, 1 / 6])
+    np.testing.assert_allclose(targets.sum(1), 1.0)
 
 
 def test_augmentations_keep_shape_and_are_seeded() -> None:
