@@ -48,9 +48,11 @@ def random_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def transfer_net(weights: Path, members: int = 2, probe: bool = True) -> TransferClassifier:
+def transfer_net(
+    weights: Path, members: int = 2, probe: bool = True, tune_blocks: int = 2
+) -> TransferClassifier:
     backbone = load_efficientnet_lite0(SIZE, resolve_weights(weights))
-    cut = len(backbone._blocks) - 2
+    cut = len(backbone._blocks) - tune_blocks
     tails = [TunedTail(backbone, cut, 2, dropout=0.2) for _ in range(members)]
     for tail in tails:  # non-trivial batch-norm statistics, as after training
         tail.train()
@@ -130,11 +132,14 @@ def write_card(model_dir: Path, prep: Preprocessing) -> None:
     (model_dir / MODEL_JSON).write_text(card.model_dump_json())
 
 
-@pytest.mark.parametrize("probe", [True, False])
+# Two tuned blocks; and the default, whose tails start with a stride-2 block.
+@pytest.mark.parametrize(
+    ("probe", "tune_blocks"), [(True, 2), (False, 2), (False, TrainConfig().tune_blocks)]
+)
 def test_backbone_and_tails_export_to_one_graph_matching_pytorch(
-    random_weights: Path, tmp_path: Path, probe: bool
+    random_weights: Path, tmp_path: Path, probe: bool, tune_blocks: int
 ) -> None:
-    net = transfer_net(random_weights, probe=probe)
+    net = transfer_net(random_weights, probe=probe, tune_blocks=tune_blocks)
     prep = preprocessing_for(TrainConfig(image_size=SIZE))
     export_onnx(net, tmp_path / "model.onnx", (3, SIZE, SIZE))
     write_card(tmp_path, prep)
@@ -190,6 +195,7 @@ def test_backbone_defaults_and_bad_backbone() -> None:
     with pytest.raises(UsageError, match=r"backbone='resnet50'.*'efficientnet-lite0' or 'scratch'"):
         make_config({"backbone": "resnet50"})
     assert (transfer.members, transfer.image_size, transfer.linear_probe) == (2, 224, False)
+    assert transfer.tune_blocks == 5  # docs/model.md, "Sixth search"
     assert TrainConfig(linear_probe=True).linear_probe
     assert not TrainConfig(backbone="scratch").linear_probe
     with pytest.raises(UsageError, match="linear_probe needs the pretrained backbone"):

@@ -75,7 +75,7 @@ def train(
     ] = None,
     tune_blocks: Annotated[
         int | None,
-        typer.Option("--tune-blocks", help="Last backbone blocks fine-tuned, the rest frozen (4)."),
+        typer.Option("--tune-blocks", help="Last backbone blocks fine-tuned, the rest frozen (5)."),
     ] = None,
     linear_probe: Annotated[
         bool | None,

@@ -115,7 +115,7 @@ class TrainConfig(BaseModel):
         default=224, ge=32, le=512, description="input side in pixels (pretrained backbone)"
     )
     tune_blocks: int = Field(
-        default=4, ge=1, le=16, description="last backbone blocks fine-tuned; the rest frozen"
+        default=5, ge=1, le=16, description="last backbone blocks fine-tuned; the rest frozen"
     )
     dropout: float = Field(default=0.2, ge=0.0, lt=1.0, description="before the new classifier")
     linear_probe: bool = Field(

@@ -5,8 +5,8 @@ The recipe (chosen on five folds of the 1,000 shared images; docs/model.md has t
 1. The early blocks stay frozen (ImageNet features are better than anything 1,000 images of
    32x32 pixels can teach). Their activations for every training and validation image, and
    for its mirror image, are computed ONCE (in ONNX Runtime on CPU, 7-9x faster than
-   PyTorch there); every epoch then runs only the last ``tune_blocks`` blocks, on 7x7 maps
-   at 224 px, so an epoch costs a small fraction of a full forward pass.
+   PyTorch there); every epoch then runs only the last ``tune_blocks`` blocks (by default
+   from the 14x14 maps of block 10 on, at 224 px), a small fraction of a full forward pass.
 2. The last blocks, the head convolution and a new linear classifier train with AdamW and a
    one-cycle schedule; each step sees the image or its mirror at random. Batch-norm
    statistics of the tuned blocks adapt to the new data.
